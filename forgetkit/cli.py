@@ -1,0 +1,187 @@
+"""The `forgetkit` command: each verb parses its options and calls one library function."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.recipes import Part, Scheduler
+
+app = typer.Typer(
+    help=(
+        "Measure what fine-tuning a multimodal LLM makes it forget.\n\n"
+        "Typical flow: build-data (CLIP-hard multiple-choice VQA from an image folder) -> "
+        "render-config (a LLaMA-Factory recipe) -> launch (train, predict every checkpoint, score) -> "
+        "score (accuracy tables). `forgetkit demo` runs all of it offline on a tiny model."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.command("build-data")
+def build_data(
+    dataset: Annotated[str, typer.Argument(help="Which builder to run, e.g. imagenet-vqa.")],
+    source: Annotated[Path, typer.Option(help="Source folder: SOURCE/<split>/<class>/<image> or SOURCE/<class>/<image>.")],
+    out: Annotated[Path, typer.Option(help="Output folder; becomes LLaMA-Factory's dataset_dir.")],
+    split: Annotated[str, typer.Option(help="Split to build (names the output: imagenet_vqa_<split>).")] = "val",
+    class_names: Annotated[
+        Optional[Path],
+        typer.Option(help="File of '<folder> <class name>' lines; default: the ImageNet-1k names by WordNet id."),
+    ] = None,
+    clip_model: Annotated[str, typer.Option(help="open_clip model that ranks the distractors.")] = "ViT-B-32",
+    clip_pretrained: Annotated[
+        str, typer.Option(help="open_clip weights tag or checkpoint file; 'none' = random weights (offline tests).")
+    ] = "openai",
+    seed: Annotated[int, typer.Option(help="Seed for distractor sampling, answer positions and --limit.")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="Build from a seeded random subset of this many images.")] = None,
+    batch_size: Annotated[int, typer.Option(help="CLIP batch size.")] = 64,
+    num_workers: Annotated[Optional[int], typer.Option(help="Image-decoding workers (default: cores - 1).")] = None,
+    device: Annotated[str, typer.Option(help="Torch device for CLIP, e.g. cpu or cuda.")] = "cpu",
+) -> None:
+    """Build a multiple-choice VQA dataset: LF JSON + dataset_info.json entry + VLMEvalKit TSV.
+
+    Each image gets the question of the paper (App. B.1) with its class and 3 distractors sampled
+    from the 5 wrong classes CLIP finds most similar to the image.
+    """
+    from datasets_builders import BuildOptions, get_builder
+    from forgetkit.distractors import ClipSpec, default_num_workers
+
+    builder = get_builder(dataset)
+    clip = ClipSpec(
+        model=clip_model,
+        pretrained=clip_pretrained,
+        device=device,
+        batch_size=batch_size,
+        num_workers=default_num_workers() if num_workers is None else num_workers,
+        seed=seed,
+    )
+    result = builder(
+        BuildOptions(source=source, out=out, split=split, class_names=class_names, seed=seed, limit=limit, clip=clip)
+    )
+    typer.echo(f"{result.dataset}: {result.records} questions")
+    for path in result.files:
+        typer.echo(f"  wrote {path}")
+
+
+@app.command("render-config")
+def render_config(
+    part: Annotated[Part, typer.Option(help="Trainable part; the rest is frozen.")] = Part.llm,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-6,
+    model: Annotated[str, typer.Option(help="Registry name (qwen2.5-vl-3b, ...), local path or hub id.")] = "qwen2.5-vl-3b",
+    template: Annotated[Optional[str], typer.Option(help="LF chat template; required for unregistered models.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 16,
+    gpus: Annotated[int, typer.Option(help="Devices in the job; accumulation = batch / (per-device x gpus).")] = 1,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 80000,
+    scheduler: Annotated[Scheduler, typer.Option(help="Learning-rate schedule.")] = Scheduler.cosine,
+    warmup: Annotated[float, typer.Option(help="Warmup as a ratio of the steps.")] = 0.1,
+    save_steps: Annotated[int, typer.Option(help="Save a checkpoint every this many steps.")] = 2000,
+    dataset: Annotated[str, typer.Option(help="LF dataset name(s), comma-separated.")] = "imagenet_vqa_train",
+    dataset_dir: Annotated[str, typer.Option(help="Folder holding dataset_info.json.")] = "data",
+    output_dir: Annotated[str, typer.Option(help="Where LF writes checkpoints.")] = "saves/qwen2.5-vl-3b/llm-full",
+    cpu: Annotated[bool, typer.Option("--cpu", help="fp32 and no dataloader workers, for machines without a GPU.")] = False,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the YAML here instead of printing.")] = None,
+    validate: Annotated[bool, typer.Option(help="Check the YAML with LLaMA-Factory's own parser first.")] = True,
+) -> None:
+    """Render a LLaMA-Factory training YAML for one recipe (default: the paper's LLM full 1e-6).
+
+    Example: forgetkit render-config --part llm --lr 1e-6 -o train.yaml
+    """
+    from forgetkit import atomic
+    from forgetkit.models import resolve_model
+    from forgetkit.recipes import CPU, Hardware, Recipe
+    from forgetkit.render import DataSpec, render_train
+    from forgetkit.render import validate as lf_validate
+
+    recipe = Recipe(
+        part=part,
+        lr=lr,
+        batch_size=batch_size,
+        steps=steps,
+        scheduler=scheduler,
+        warmup=warmup,
+        save_steps=save_steps,
+    )
+    hardware = CPU if cpu else Hardware(devices=gpus)
+    data = DataSpec(dataset_dir=dataset_dir, train=tuple(d.strip() for d in dataset.split(",") if d.strip()))
+    text = render_train(resolve_model(model, template), recipe, data, output_dir, hardware)
+    if validate:
+        lf_validate(text)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic.write_text(output, text)
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command()
+def launch(
+    spec: Annotated[Path, typer.Argument(help="Study spec YAML, e.g. runs/demo.yaml.")],
+    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/out/<name>).")] = None,
+) -> None:
+    """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
+
+    Rerunning the same command skips finished stages and resumes training from its last checkpoint.
+    """
+    from forgetkit.scoring import format_table
+    from forgetkit.study import default_run_dir, launch as run_study, load_study
+
+    study = load_study(spec)
+    target = run_dir or default_run_dir(study)
+    table = run_study(study, target)
+    typer.echo(f"\nrun directory: {target}\n")
+    typer.echo(format_table(table))
+
+
+@app.command()
+def score(
+    path: Annotated[Path, typer.Argument(help="A predictions JSONL (LF generated_predictions.jsonl) or a run directory.")],
+    matcher: Annotated[str, typer.Option(help="Answer matcher; 'letter' is the paper's Listing 1.")] = "letter",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Score predictions: accuracy of one file, or the checkpoint x dataset table of a run."""
+    from forgetkit.rundir import RunDir
+    from forgetkit.scoring import format_table, score_file, score_run
+
+    if path.is_dir():
+        table = score_run(RunDir(path), matcher)
+        typer.echo(json.dumps(table, indent=2) if as_json else format_table(table))
+        return
+    result = score_file(path, matcher)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+    else:
+        typer.echo(f"{path}: {result.accuracy * 100:.2f}% ({result.correct}/{result.total}, matcher {matcher})")
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where the demo's images, data and run go.")] = Path("forgetkit-demo"),
+) -> None:
+    """The whole pipeline offline on CPU in a few minutes: tiny random Qwen2.5-VL, drawn images,
+    random-weight CLIP distractors, real LLaMA-Factory training and prediction, a score table."""
+    from forgetkit.demo import run_demo
+    from forgetkit.scoring import format_table
+
+    table = run_demo(workdir)
+    typer.echo(f"\nrun directory: {workdir / 'run'}\n")
+    typer.echo(format_table(table))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        app()
+    except ForgetkitError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to continue where it stopped", err=True)
+        sys.exit(130)

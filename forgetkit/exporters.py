@@ -1,0 +1,90 @@
+"""MCQ records → the files LLaMA-Factory and VLMEvalKit read.
+
+LF reads sharegpt JSON through an entry in `dataset_info.json`; VLMEvalKit reads a TSV whose
+`image` column holds the base64 image and whose upper-case letter columns hold the options.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+from forgetkit.records import LETTERS, MCQRecord
+
+IMAGE_TOKEN = "<image>"
+
+
+def lf_row(record: MCQRecord) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": f"{IMAGE_TOKEN}\n{record.prompt()}"},
+            {"role": "assistant", "content": record.answer},
+        ],
+        "images": [record.image],
+    }
+
+
+def lf_dataset_entry(file_name: str) -> dict:
+    return {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages", "images": "images"},
+        "tags": {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+        },
+    }
+
+
+def write_lf_json(records: Iterable[MCQRecord], path: Path) -> int:
+    rows = [lf_row(record) for record in records]
+    atomic.write_text(path, json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
+    return len(rows)
+
+
+def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
+    """Add or replace one entry of `dataset_dir/dataset_info.json`, keeping every other entry."""
+    info_path = dataset_dir / "dataset_info.json"
+    info: dict = {}
+    if info_path.exists():
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ForgetkitError(
+                f"{info_path} is not valid JSON ({err}); fix or delete it, then rerun"
+            ) from None
+        if not isinstance(info, dict):
+            raise ForgetkitError(f"{info_path} must hold a JSON object of dataset entries")
+    info[name] = entry
+    atomic.write_json(info_path, info)
+    return info_path
+
+
+def write_vlmeval_tsv(
+    records: Iterable[MCQRecord], path: Path, resolve_image: Callable[[MCQRecord], Path]
+) -> int:
+    """Write VLMEvalKit's MCQ TSV; `resolve_image(record)` gives the image file to embed."""
+    rows = 0
+    n_options = 0
+    with atomic.atomic_open(path) as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        for index, record in enumerate(records):
+            if index == 0:
+                n_options = len(record.options)
+                writer.writerow(["index", "image", "question", *LETTERS[:n_options], "answer", "category"])
+            elif len(record.options) != n_options:
+                raise ForgetkitError(
+                    f"record {record.id} has {len(record.options)} options, the TSV's columns were set "
+                    f"for {n_options}; one TSV holds one option count"
+                )
+            image_b64 = base64.b64encode(Path(resolve_image(record)).read_bytes()).decode("ascii")
+            writer.writerow([index, image_b64, record.question, *record.options, record.answer, record.class_label])
+            rows += 1
+    return rows

@@ -1,0 +1,52 @@
+"""The canonical multiple-choice record every builder produces and every exporter consumes."""
+
+from __future__ import annotations
+
+import string
+from dataclasses import asdict, dataclass
+
+LETTERS = string.ascii_uppercase
+
+
+@dataclass(frozen=True)
+class MCQRecord:
+    """One image, one question, lettered options, one correct letter.
+
+    `image` is the path LLaMA-Factory will resolve against its `dataset_dir`; `class_label` is the
+    image's class name (kept even when it is not an option, for class-label analyses).
+    """
+
+    id: str
+    image: str
+    question: str
+    options: tuple[str, ...]
+    answer: str
+    class_label: str
+    source: str
+
+    def __post_init__(self) -> None:
+        if len(self.options) < 2:
+            raise ValueError(f"record {self.id}: needs at least 2 options, got {len(self.options)}")
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"record {self.id}: two options share a text: {list(self.options)}")
+        if self.answer not in self.letters:
+            raise ValueError(f"record {self.id}: answer {self.answer!r} is not one of {self.letters}")
+
+    @property
+    def letters(self) -> str:
+        return LETTERS[: len(self.options)]
+
+    @property
+    def answer_text(self) -> str:
+        return self.options[self.letters.index(self.answer)]
+
+    def prompt(self) -> str:
+        """The question followed by one `X. option` line per option, as the model sees it."""
+        lines = [self.question] + [f"{letter}. {text}" for letter, text in zip(self.letters, self.options)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        row = asdict(self)
+        row["options"] = list(self.options)
+        row["answer_text"] = self.answer_text
+        return row

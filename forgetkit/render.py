@@ -1,0 +1,137 @@
+"""Recipes → LLaMA-Factory YAML through the Jinja templates in `templates/`, checked by LF itself.
+
+Every template value goes through the `yaml` filter, so a path or dataset name holding `:`, a
+newline or `{{` stays one scalar and cannot add keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.models import ModelSpec
+from forgetkit.recipes import Hardware, Recipe
+from forgetkit.resources import bundled
+
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where LF finds the datasets (a folder with `dataset_info.json`) and how inputs are sized.
+
+    `image_max_pixels` 262144 (512x512) is what the paper's released configs use.
+    """
+
+    dataset_dir: str = "data"
+    train: tuple[str, ...] = ("imagenet_vqa_train",)
+    cutoff_len: int = 2048
+    image_max_pixels: int = 262144
+
+
+def to_yaml(value: Any) -> str:
+    """One YAML flow scalar: strings double-quoted and escaped, floats in a form YAML 1.1 reads as float."""
+    if isinstance(value, Path):
+        value = str(value)
+    text = yaml.safe_dump(
+        value,
+        default_style='"' if isinstance(value, str) else None,
+        default_flow_style=True,
+        width=2**31 - 1,
+        allow_unicode=True,
+    )
+    return text.removesuffix("\n...\n").strip()
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(bundled("templates")),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["yaml"] = to_yaml
+    return env
+
+
+def render_train(
+    model: ModelSpec,
+    recipe: Recipe,
+    data: DataSpec,
+    output_dir: str | Path,
+    hardware: Hardware,
+    seed: int = 42,
+    logging_steps: int = 10,
+) -> str:
+    per_device, accumulation = hardware.split(recipe)
+    return environment().get_template("train.yaml.j2").render(
+        model=model,
+        recipe=recipe,
+        data=data,
+        hardware=hardware,
+        output_dir=str(output_dir),
+        per_device_batch_size=per_device,
+        accumulation=accumulation,
+        seed=seed,
+        logging_steps=logging_steps,
+    )
+
+
+def render_predict(
+    model_path: str | Path,
+    template: str,
+    dataset: str,
+    data: DataSpec,
+    output_dir: str | Path,
+    hardware: Hardware,
+    batch_size: int = 8,
+    max_new_tokens: int = 16,
+) -> str:
+    """Greedy prediction; the image pixel limit is the training one, so eval sees what training saw."""
+    return environment().get_template("predict.yaml.j2").render(
+        model_path=str(model_path),
+        template=template,
+        dataset=dataset,
+        data=data,
+        hardware=hardware,
+        output_dir=str(output_dir),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+    )
+
+
+def validate(text: str) -> dict[str, Any]:
+    """Parse the YAML and run it through LF's own argument parser; raise LF's message if it refuses.
+
+    LF's parser cannot see a GPU here, so a bf16 config is checked with `use_cpu` set on a copy.
+    """
+    config = yaml.safe_load(text)
+    if not isinstance(config, dict):
+        raise ForgetkitError("rendered config is not a YAML mapping")
+    checked = dict(config)
+    if checked.get("bf16") or checked.get("fp16"):
+        import torch
+
+        if not torch.cuda.is_available():
+            checked["use_cpu"] = True
+    from llamafactory.hparams import get_train_args
+
+    transformers_log = logging.getLogger("transformers")
+    level = transformers_log.level
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            get_train_args(checked)
+    except (ValueError, TypeError) as err:
+        raise ForgetkitError(f"LLaMA-Factory rejects the config: {err}") from None
+    finally:
+        transformers_log.setLevel(level)
+    return config

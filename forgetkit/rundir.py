@@ -1,0 +1,110 @@
+"""The run directory: one folder holding everything a study produced, and which stages are done.
+
+Layout (stages talk only through these files, so any stage can be rerun alone):
+  spec.yaml                      the study spec as launched
+  state.json                     stage name -> {"status", "config_hash"}
+  configs/<stage>.yaml           every LLaMA-Factory config exactly as run
+  logs/<stage>.log               every tool's full output
+  checkpoints/<recipe>/          LF's output_dir (checkpoint-N folders)
+  predictions/<checkpoint>/<dataset>.jsonl   LF's generated_predictions.jsonl, one per eval
+  scores.json                    accuracy of every checkpoint x dataset
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+
+ZERO_SHOT = "zero-shot"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def config_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """LF/HF `checkpoint-N` folders in step order."""
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    def create(self) -> RunDir:
+        for sub in ("configs", "logs", "checkpoints", "predictions"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def scores_path(self) -> Path:
+        return self.root / "scores.json"
+
+    def config(self, stage: str) -> Path:
+        return self.root / "configs" / f"{_slug(stage)}.yaml"
+
+    def log(self, stage: str) -> Path:
+        return self.root / "logs" / f"{_slug(stage)}.log"
+
+    def checkpoints(self, recipe: str) -> Path:
+        return self.root / "checkpoints" / recipe
+
+    def predictions(self, checkpoint: str, dataset: str) -> Path:
+        return self.root / "predictions" / checkpoint / f"{dataset}.jsonl"
+
+    def scratch(self, stage: str) -> Path:
+        return self.root / "scratch" / _slug(stage)
+
+    def prediction_files(self) -> list[tuple[str, str, Path]]:
+        """(checkpoint, dataset, file) for every prediction file, zero-shot first, then by name and step."""
+        base = self.root / "predictions"
+        if not base.is_dir():
+            raise ForgetkitError(f"{self.root} is not a forgetkit run directory (no predictions/ folder)")
+        found = []
+        for path in base.rglob("*.jsonl"):
+            checkpoint = path.parent.relative_to(base).as_posix()
+            found.append((checkpoint, path.stem, path))
+        return sorted(found, key=lambda item: (_checkpoint_order(item[0]), item[1]))
+
+    def read_state(self) -> dict[str, dict]:
+        if not self.state_path.exists():
+            return {}
+        try:
+            return json.loads(self.state_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ForgetkitError(f"{self.state_path} is corrupt ({err}); delete it to recheck every stage") from None
+
+    def is_done(self, stage: str, digest: str) -> bool:
+        entry = self.read_state().get(stage)
+        return bool(entry) and entry.get("status") == "done" and entry.get("config_hash") == digest
+
+    def mark(self, stage: str, status: str, digest: str, reason: str = "") -> None:
+        state = self.read_state()
+        state[stage] = {"status": status, "config_hash": digest, **({"reason": reason} if reason else {})}
+        atomic.write_json(self.state_path, state)
+
+
+def _slug(stage: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stage)
+
+
+def _checkpoint_order(checkpoint: str) -> tuple:
+    if checkpoint == ZERO_SHOT:
+        return (0, "", 0)
+    recipe, _, step = checkpoint.rpartition("/")
+    match = _CHECKPOINT.match(step)
+    return (1, recipe, int(match.group(1)) if match else 0)

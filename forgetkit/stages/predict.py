@@ -1,0 +1,26 @@
+"""Predict stage: LF batch generation over one eval dataset; keeps only `generated_predictions.jsonl`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.rundir import RunDir
+from forgetkit.stages import llamafactory
+
+PREDICTIONS = "generated_predictions.jsonl"
+
+
+def predict(run: RunDir, stage: str, config_text: str, scratch: Path, target: Path) -> Path:
+    """Run LF prediction into `scratch` (LF's output_dir), then move its predictions to `target`."""
+    shutil.rmtree(scratch, ignore_errors=True)
+    llamafactory.run("train", config_text, run.config(stage), run.log(stage), scratch, desc=stage)
+    produced = scratch / PREDICTIONS
+    if not produced.is_file():
+        raise ForgetkitError(f"{stage}: LLaMA-Factory finished without writing {produced}; see {run.log(stage)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(produced, target)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return target

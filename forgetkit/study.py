@@ -1,0 +1,183 @@
+"""A study spec (`runs/*.yaml`) and the stages it runs: zero-shot eval, then per recipe train and
+eval of every saved checkpoint, then scores.
+
+Relative paths in a spec are resolved against the spec file's folder. Each stage records its
+config hash in the run directory's state, so a rerun skips what is done and redoes what is not.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.models import resolve_model
+from forgetkit.recipes import CPU, Hardware, Recipe
+from forgetkit.render import DataSpec, render_predict, render_train
+from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, config_hash
+from forgetkit.scoring import score_run
+from forgetkit.stages.predict import predict
+from forgetkit.stages.train import train
+
+SPEC_KEYS = {"name", "model", "template", "seed", "data", "eval", "hardware", "recipes"}
+DEFAULT_RUNS_DIR = Path("runs") / "out"
+HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    datasets: tuple[str, ...]
+    batch_size: int = 8
+    max_new_tokens: int = 16
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    model: str
+    template: str | None
+    seed: int
+    data: DataSpec
+    eval: EvalSpec
+    hardware: Hardware
+    recipes: dict[str, Recipe]
+    spec_path: Path
+
+
+def load_study(path: Path) -> Study:
+    if not path.is_file():
+        raise ForgetkitError(f"study spec {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ForgetkitError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ForgetkitError(f"{path}: a study spec is a YAML mapping with keys {sorted(SPEC_KEYS)}")
+    unknown = sorted(set(raw) - SPEC_KEYS)
+    if unknown:
+        raise ForgetkitError(f"{path}: unknown key(s) {unknown}; known: {sorted(SPEC_KEYS)}")
+    for required in ("name", "model", "data", "eval", "recipes"):
+        if required not in raw:
+            raise ForgetkitError(f"{path}: missing required key {required!r}")
+    name = str(raw["name"])
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ForgetkitError(f"{path}: name {name!r} must be letters, digits, '.', '_' or '-'")
+    data = _dataclass_from(DataSpec, raw["data"], f"{path}: data")
+    data = DataSpec(
+        dataset_dir=str((path.parent / data.dataset_dir).resolve()),
+        train=tuple([data.train] if isinstance(data.train, str) else data.train),
+        cutoff_len=data.cutoff_len,
+        image_max_pixels=data.image_max_pixels,
+    )
+    eval_spec = _dataclass_from(EvalSpec, raw["eval"], f"{path}: eval")
+    eval_spec = EvalSpec(tuple(eval_spec.datasets), eval_spec.batch_size, eval_spec.max_new_tokens)
+    if not isinstance(raw["recipes"], dict) or not raw["recipes"]:
+        raise ForgetkitError(f"{path}: recipes must map recipe names to their settings")
+    recipes = {}
+    for recipe_name, values in raw["recipes"].items():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(recipe_name)):
+            raise ForgetkitError(f"{path}: recipe name {recipe_name!r} must be letters, digits, '.', '_' or '-'")
+        recipes[str(recipe_name)] = Recipe.from_dict(values or {}, f"{path}: recipes.{recipe_name}")
+    return Study(
+        name=name,
+        model=str(raw["model"]),
+        template=raw.get("template"),
+        seed=int(raw.get("seed", 42)),
+        data=data,
+        eval=eval_spec,
+        hardware=_hardware(raw.get("hardware", "gpu"), path),
+        recipes=recipes,
+        spec_path=path,
+    )
+
+
+def _dataclass_from(cls: type, values: Any, where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ForgetkitError(f"{where} must be a mapping")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ForgetkitError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ForgetkitError(f"{where}: {err}") from None
+
+
+def _hardware(value: Any, path: Path) -> Hardware:
+    if isinstance(value, str):
+        if value not in HARDWARE_PRESETS:
+            raise ForgetkitError(f"{path}: hardware {value!r} unknown; use {sorted(HARDWARE_PRESETS)} or a mapping")
+        return HARDWARE_PRESETS[value]
+    return _dataclass_from(Hardware, value, f"{path}: hardware")
+
+
+def default_run_dir(study: Study) -> Path:
+    return DEFAULT_RUNS_DIR / study.name
+
+
+def launch(study: Study, run_dir: Path) -> dict[str, dict[str, dict]]:
+    """Run every stage not already done, then score; return {checkpoint: {dataset: score}}."""
+    if not (Path(study.data.dataset_dir) / "dataset_info.json").is_file():
+        raise ForgetkitError(
+            f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
+            "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
+        )
+    model = resolve_model(study.model, study.template)
+    run = RunDir(run_dir).create()
+    shutil.copyfile(study.spec_path, run.root / "spec.yaml")
+
+    _evaluate(study, run, model.path, model.template, ZERO_SHOT)
+    for recipe_name, recipe in study.recipes.items():
+        output_dir = run.checkpoints(recipe_name)
+        text = render_train(model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=1)
+        stage = f"train {recipe_name}"
+        digest = config_hash(text)
+        if not run.is_done(stage, digest):
+            previous = run.read_state().get(stage)
+            if previous and previous.get("config_hash") != digest and checkpoint_dirs(output_dir):
+                raise ForgetkitError(
+                    f"recipe {recipe_name!r} changed since its checkpoints in {output_dir} were trained; "
+                    "launch into a new --run-dir or delete that folder"
+                )
+            _run_stage(run, stage, digest, lambda: train(run, stage, text, output_dir))
+        for checkpoint in checkpoint_dirs(output_dir):
+            _evaluate(study, run, str(checkpoint), model.template, f"{recipe_name}/{checkpoint.name}")
+    return score_run(run)
+
+
+def _evaluate(study: Study, run: RunDir, model_path: str, template: str, checkpoint: str) -> None:
+    for dataset in study.eval.datasets:
+        stage = f"predict {checkpoint} {dataset}"
+        scratch = run.scratch(stage)
+        text = render_predict(
+            model_path,
+            template,
+            dataset,
+            study.data,
+            scratch,
+            study.hardware,
+            batch_size=study.eval.batch_size,
+            max_new_tokens=study.eval.max_new_tokens,
+        )
+        digest = config_hash(text)
+        target = run.predictions(checkpoint, dataset)
+        if run.is_done(stage, digest) and target.is_file():
+            continue
+        _run_stage(run, stage, digest, lambda: predict(run, stage, text, scratch, target))
+
+
+def _run_stage(run: RunDir, stage: str, digest: str, action: Any) -> None:
+    run.mark(stage, "running", digest)
+    try:
+        action()
+    except ForgetkitError as err:
+        run.mark(stage, "failed", digest, reason=str(err))
+        raise
+    run.mark(stage, "done", digest)
+

@@ -1,0 +1,1 @@
+"""Offline fixtures shared by tests and the demo: a tiny model and synthetic images."""
