@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 POOL = 5
 PICK = 3
+CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
+"""Extra open_clip architectures; `tiny-random-clip` runs the real code path fast, for tests."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Clip:
         import open_clip
 
         self.spec = spec
+        open_clip.add_model_config(CONFIG_DIR)
         if spec.model not in open_clip.list_models():
             raise ForgetkitError(
                 f"unknown CLIP model {spec.model!r}; pick one of open_clip.list_models(), e.g. ViT-B-32"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -125,13 +126,24 @@ def validate(text: str) -> dict[str, Any]:
             checked["use_cpu"] = True
     from llamafactory.hparams import get_train_args
 
-    transformers_log = logging.getLogger("transformers")
-    level = transformers_log.level
+    with _quiet("llamafactory", "transformers"):
+        try:
+            get_train_args(checked)
+        except (ValueError, TypeError) as err:
+            raise ForgetkitError(f"LLaMA-Factory rejects the config: {err}") from None
+    return config
+
+
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Keep LF's INFO lines (written to stdout) out of a YAML printed on stdout."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            get_train_args(checked)
-    except (ValueError, TypeError) as err:
-        raise ForgetkitError(f"LLaMA-Factory rejects the config: {err}") from None
+            yield
     finally:
-        transformers_log.setLevel(level)
-    return config
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

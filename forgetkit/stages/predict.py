@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -23,4 +24,6 @@ def predict(run: RunDir, stage: str, config_text: str, scratch: Path, target: Pa
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(produced, target)
     shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch.parent.rmdir()
     return target

@@ -19,7 +19,7 @@ def draw(name: str, rng: np.random.Generator, size: int) -> Image.Image:
     """One shape of the named colour at a random place and scale on a noisy background."""
     color_name, shape = name.split()
     background = rng.integers(0, 90, size=(size, size, 3), dtype=np.uint8)
-    image = Image.fromarray(background, "RGB")
+    image = Image.fromarray(background)
     pen = ImageDraw.Draw(image)
     radius = int(rng.integers(size // 5, size // 3))
     cx, cy = (int(v) for v in rng.integers(radius, size - radius, size=2))

@@ -1,0 +1,3 @@
+from forgetkit.cli import main
+
+main()

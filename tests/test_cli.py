@@ -1,0 +1,77 @@
+"""The `forgetkit` command line: every verb explains itself, bad input is one line on stderr, exit 2."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from forgetkit.cli import app, main
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("verb", [None, "build-data", "render-config", "launch", "score", "demo"])
+def test_every_verb_has_help(verb: str | None) -> None:
+    result = runner.invoke(app, [verb, "--help"] if verb else ["--help"], prog_name="forgetkit")
+    assert result.exit_code == 0
+    assert "Usage: forgetkit" in result.output
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["forgetkit", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_render_config_prints_the_papers_default(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_main(monkeypatch, capsys, "render-config", "--part", "llm", "--lr", "1e-6")
+    assert code == 0
+    config = yaml.safe_load(out)
+    assert config["learning_rate"] == 1e-6 and config["freeze_vision_tower"] is True
+
+
+def test_render_config_writes_a_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    target = tmp_path / "train.yaml"
+    code, _, err = run_main(monkeypatch, capsys, "render-config", "--part", "vision", "--lr", "1e-5", "-o", str(target))
+    assert code == 0 and f"wrote {target}" in err
+    assert yaml.safe_load(target.read_text())["freeze_vision_tower"] is False
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build-data", "cifar", "--source", "x", "--out", "y"], "unknown dataset 'cifar'"),
+        (["build-data", "imagenet-vqa", "--source", "/no/such/dir", "--out", "y"], "does not exist"),
+        (["score", "/no/such/file.jsonl"], "does not exist"),
+        (["launch", "/no/such/spec.yaml"], "study spec /no/such/spec.yaml does not exist"),
+        (["render-config", "--model", "my-vlm"], "unknown model 'my-vlm'"),
+        (["render-config", "--batch-size", "10", "--gpus", "4"], "global batch 10 is not a multiple"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
+    code, _, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_score_json_reports_accuracy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    path = tmp_path / "generated_predictions.jsonl"
+    path.write_text('{"prompt": "p", "predict": "A", "label": "A\\n"}\n{"prompt": "p", "predict": "B", "label": "C\\n"}\n')
+    code, out, _ = run_main(monkeypatch, capsys, "score", str(path), "--matcher", "letter", "--json")
+    assert code == 0
+    assert json.loads(out) == {"accuracy": 0.5, "correct": 1, "total": 2, "matcher": "letter"}
+
+
+def test_spec_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: x\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: d}\neval: {datasets: [v]}\nrecipes: {r: {lr: 1e-3, stepz: 3}}\n")
+    code, _, err = run_main(monkeypatch, capsys, "launch", str(spec))
+    assert code == 2 and "recipes.r: unknown recipe key(s) ['stepz']" in err

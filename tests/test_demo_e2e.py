@@ -1,0 +1,75 @@
+"""The whole pipeline for real: drawn images → CLIP MCQs → LLaMA-Factory training and prediction → scores.
+
+Minutes on CPU: every checkpoint and prediction here comes from `llamafactory-cli`.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from forgetkit.demo import run_demo
+from forgetkit.rundir import RunDir
+from forgetkit.scoring import score_file
+from forgetkit.study import launch, load_study
+from forgetkit.testing.tiny_model import tiny_model_dir
+
+pytestmark = pytest.mark.slow
+CHECKPOINTS = ["zero-shot", "llm-full/checkpoint-10", "llm-full/checkpoint-20", "llm-full/checkpoint-30"]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    workdir = tmp_path_factory.mktemp("demo")
+    return workdir, run_demo(workdir)
+
+
+def test_demo_scores_zero_shot_and_every_checkpoint(demo: tuple[Path, dict]) -> None:
+    workdir, table = demo
+    assert list(table) == CHECKPOINTS
+    run = RunDir(workdir / "run")
+    for checkpoint in CHECKPOINTS:
+        path = run.predictions(checkpoint, "imagenet_vqa_val")
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        assert len(rows) == 48
+        assert set(rows[0]) == {"prompt", "predict", "label"}
+        assert "What is the class of this image?" in rows[0]["prompt"]
+        assert table[checkpoint]["imagenet_vqa_val"] == score_file(path).to_dict()
+    assert json.loads(run.scores_path.read_text()) == table
+    state = run.read_state()
+    assert len(state) == 1 + 3 + 1 and all(entry["status"] == "done" for entry in state.values())
+
+
+def test_training_updated_the_llm_only(demo: tuple[Path, dict]) -> None:
+    workdir, _ = demo
+    base = load_file(tiny_model_dir() / "model.safetensors")
+    tuned = load_file(workdir / "run" / "checkpoints" / "llm-full" / "checkpoint-30" / "model.safetensors")
+    changed = {name for name in base if not torch.equal(base[name], tuned[name])}
+    vision = {name for name in base if name.startswith("visual.")}  # tower blocks and merger (projector)
+    assert vision and not vision & changed
+    assert any(name.startswith("model.layers.") for name in changed)
+
+
+def test_run_directory_keeps_configs_and_logs(demo: tuple[Path, dict]) -> None:
+    run = demo[0] / "run"
+    assert (run / "spec.yaml").is_file()
+    assert "stage: sft" in (run / "configs" / "train_llm-full.yaml").read_text()
+    assert "Resuming" not in (run / "logs" / "train_llm-full.log").read_text()
+    assert not (run / "scratch").exists()
+
+
+def test_rerun_skips_finished_stages_and_resumes_interrupted_training(demo: tuple[Path, dict]) -> None:
+    workdir, table = demo
+    run = RunDir(workdir / "run")
+    logs = {p: p.stat().st_mtime_ns for p in (run.root / "logs").iterdir()}
+    assert launch(load_study(workdir / "demo.yaml"), run.root) == table
+    assert {p: p.stat().st_mtime_ns for p in (run.root / "logs").iterdir()} == logs
+
+    shutil.rmtree(run.checkpoints("llm-full") / "checkpoint-30")
+    run.mark("train llm-full", "running", run.read_state()["train llm-full"]["config_hash"])
+    launch(load_study(workdir / "demo.yaml"), run.root)
+    assert "Resuming training from" in run.log("train llm-full").read_text()
+    assert (run.checkpoints("llm-full") / "checkpoint-30" / "model.safetensors").is_file()

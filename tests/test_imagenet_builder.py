@@ -1,0 +1,104 @@
+"""`forgetkit build-data imagenet-vqa` on a drawn image folder, with random-weight CLIP (offline)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from datasets_builders import BuildOptions, get_builder
+from datasets_builders.base import CLASSIFICATION_QUESTION
+from datasets_builders.imagenet_vqa import imagenet_wnid_names
+from forgetkit.distractors import ClipSpec
+from forgetkit.errors import ForgetkitError
+
+OFFLINE_CLIP = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=16)
+
+
+def build(source: Path, out: Path, **overrides) -> list[dict]:
+    options = dict(source=source, out=out, split="val", class_names=source / "class_names.txt", clip=OFFLINE_CLIP)
+    get_builder("imagenet-vqa")(BuildOptions(**{**options, **overrides}))
+    return json.loads((out / "imagenet_vqa_val.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def built(shapes: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("built")
+    build(shapes, out)
+    return out
+
+
+def test_every_image_becomes_a_four_option_question_with_distinct_texts(built: Path, shapes: Path) -> None:
+    rows = json.loads((built / "imagenet_vqa_val.json").read_text())
+    names = dict(line.split(" ", 1) for line in (shapes / "class_names.txt").read_text().splitlines())
+    assert len(rows) == 12 * 2
+    for row in rows:
+        question, *options = row["messages"][0]["content"].removeprefix("<image>\n").splitlines()
+        assert question == CLASSIFICATION_QUESTION
+        assert [o[:3] for o in options] == ["A. ", "B. ", "C. ", "D. "]
+        texts = [o[3:] for o in options]
+        assert len(set(texts)) == 4
+        answer = row["messages"][1]["content"]
+        image = built / row["images"][0]
+        assert image.is_file()
+        assert texts["ABCD".index(answer)] == names[image.parent.name]
+
+
+def test_dataset_info_and_tsv_are_written_beside_the_json(built: Path) -> None:
+    info = json.loads((built / "dataset_info.json").read_text())
+    assert info["imagenet_vqa_val"]["file_name"] == "imagenet_vqa_val.json"
+    header = (built / "imagenet_vqa_val.tsv").read_text().splitlines()[0].split("\t")
+    assert header == ["index", "image", "question", "A", "B", "C", "D", "answer", "category"]
+
+
+def test_same_seed_gives_identical_bytes(built: Path, shapes: Path) -> None:
+    again = built.with_name(built.name + "-again")  # same depth, so relative image paths match
+    build(shapes, again)
+    for name in ("imagenet_vqa_val.json", "imagenet_vqa_val.tsv"):
+        assert (again / name).read_bytes() == (built / name).read_bytes()
+
+
+def test_limit_takes_a_seeded_subset(shapes: Path, tmp_path: Path) -> None:
+    rows = build(shapes, tmp_path / "a", limit=5, seed=3)
+    assert len(rows) == 5
+    assert rows == build(shapes, tmp_path / "b", limit=5, seed=3)
+
+
+def test_corrupt_image_is_named_and_nothing_is_written(shapes: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(shapes, source)
+    broken = source / "val" / "s0000003" / "val_0001.png"
+    broken.write_bytes(b"definitely not a png")
+    out = tmp_path / "out"
+    with pytest.raises(ForgetkitError, match=f"cannot read image {broken}"):
+        build(source, out)
+    assert not (out / "imagenet_vqa_val.json").exists()
+
+
+def test_folders_without_names_get_a_clear_error(shapes: Path, tmp_path: Path) -> None:
+    with pytest.raises(ForgetkitError, match="no name in the ImageNet-1k synset list.*--class-names"):
+        build(shapes, tmp_path, class_names=None)
+    with pytest.raises(ForgetkitError, match="does not exist"):
+        build(tmp_path / "missing", tmp_path)
+
+
+def test_duplicate_class_names_never_give_two_equal_options(shapes: Path, tmp_path: Path) -> None:
+    names = tmp_path / "names.txt"
+    lines = (shapes / "class_names.txt").read_text().splitlines()
+    lines[1] = lines[1].split(" ", 1)[0] + " red circle"  # same name as folder 0, like ImageNet's two "missile"s
+    names.write_text("\n".join(lines))
+    for row in build(shapes, tmp_path / "out", class_names=names):
+        options = row["messages"][0]["content"].splitlines()[2:]
+        assert len({o[3:] for o in options}) == 4
+
+
+def test_imagenet_wnids_map_to_clip_class_names() -> None:
+    names = imagenet_wnid_names()
+    assert len(names) == 1000
+    assert names["n01440764"] == "tench"
+    assert names["n02123045"] == "tabby cat"
+
+
+def test_unknown_dataset_lists_the_registered_ones() -> None:
+    with pytest.raises(ForgetkitError, match="unknown dataset 'imagenet'.*imagenet-vqa"):
+        get_builder("imagenet")

@@ -1,0 +1,51 @@
+"""Scoring LF's generated_predictions.jsonl with the letter matcher."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.scoring import format_table, score_file
+
+
+def write_predictions(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    rows = [{"prompt": "<|im_start|>user ...", "predict": p, "label": f"{label}\n"} for p, label in pairs]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_accuracy_of_an_lf_prediction_file(tmp_path: Path) -> None:
+    path = write_predictions(tmp_path / "p.jsonl", [("B", "B"), ("Answer: C", "C"), ("A. cat", "A"), ("D", "A")])
+    score = score_file(path)
+    assert (score.correct, score.total, score.accuracy) == (3, 4, 0.75)
+    assert score.to_dict() == {"accuracy": 0.75, "correct": 3, "total": 4, "matcher": "letter"}
+
+
+def test_malformed_line_is_named(tmp_path: Path) -> None:
+    path = write_predictions(tmp_path / "p.jsonl", [("B", "B")])
+    path.write_text(path.read_text() + '{"predict": "A"\n')
+    with pytest.raises(ForgetkitError, match=r"p.jsonl:2: not a JSON line"):
+        score_file(path)
+    path.write_text('{"prediction": "A", "label": "A"}\n')
+    with pytest.raises(ForgetkitError, match=r"p.jsonl:1: expected an object with 'predict' and 'label'"):
+        score_file(path)
+
+
+def test_empty_or_missing_file_is_an_error_not_zero_percent(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(ForgetkitError, match="holds no predictions"):
+        score_file(tmp_path / "empty.jsonl")
+    with pytest.raises(ForgetkitError, match="does not exist"):
+        score_file(tmp_path / "nope.jsonl")
+
+
+def test_table_has_a_row_per_checkpoint_and_a_column_per_dataset() -> None:
+    table = {
+        "zero-shot": {"imagenet_vqa_val": {"accuracy": 0.25}, "flowers": {"accuracy": 0.5}},
+        "llm-full/checkpoint-10": {"imagenet_vqa_val": {"accuracy": 0.875}},
+    }
+    lines = format_table(table).splitlines()
+    assert lines[0].split() == ["checkpoint", "flowers", "imagenet_vqa_val"]
+    assert lines[2].split() == ["zero-shot", "50.00", "25.00"]
+    assert lines[3].split() == ["llm-full/checkpoint-10", "-", "87.50"]
