@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,11 +29,13 @@ app = typer.Typer(
 @app.command("build-data")
 def build_data(
     dataset: Annotated[str, typer.Argument(help="Which builder to run, e.g. imagenet-vqa.")],
-    source: Annotated[Path, typer.Option(help="Source folder: SOURCE/<split>/<class>/<image> or SOURCE/<class>/<image>.")],
+    source: Annotated[
+        Path, typer.Option(help="Source folder: SOURCE/<split>/<class>/<image> or SOURCE/<class>/<image>.")
+    ],
     out: Annotated[Path, typer.Option(help="Output folder; becomes LLaMA-Factory's dataset_dir.")],
     split: Annotated[str, typer.Option(help="Split to build (names the output: imagenet_vqa_<split>).")] = "val",
     class_names: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="File of '<folder> <class name>' lines; default: the ImageNet-1k names by WordNet id."),
     ] = None,
     clip_model: Annotated[str, typer.Option(help="open_clip model that ranks the distractors.")] = "ViT-B-32",
@@ -41,9 +43,9 @@ def build_data(
         str, typer.Option(help="open_clip weights tag or checkpoint file; 'none' = random weights (offline tests).")
     ] = "openai",
     seed: Annotated[int, typer.Option(help="Seed for distractor sampling, answer positions and --limit.")] = 0,
-    limit: Annotated[Optional[int], typer.Option(help="Build from a seeded random subset of this many images.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Build from a seeded random subset of this many images.")] = None,
     batch_size: Annotated[int, typer.Option(help="CLIP batch size.")] = 64,
-    num_workers: Annotated[Optional[int], typer.Option(help="Image-decoding workers (default: cores - 1).")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="Image-decoding workers (default: cores - 1).")] = None,
     device: Annotated[str, typer.Option(help="Torch device for CLIP, e.g. cpu or cuda.")] = "cpu",
 ) -> None:
     """Build a multiple-choice VQA dataset: LF JSON + dataset_info.json entry + VLMEvalKit TSV.
@@ -75,8 +77,10 @@ def build_data(
 def render_config(
     part: Annotated[Part, typer.Option(help="Trainable part; the rest is frozen.")] = Part.llm,
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-6,
-    model: Annotated[str, typer.Option(help="Registry name (qwen2.5-vl-3b, ...), local path or hub id.")] = "qwen2.5-vl-3b",
-    template: Annotated[Optional[str], typer.Option(help="LF chat template; required for unregistered models.")] = None,
+    model: Annotated[
+        str, typer.Option(help="Registry name (qwen2.5-vl-3b, ...), local path or hub id.")
+    ] = "qwen2.5-vl-3b",
+    template: Annotated[str | None, typer.Option(help="LF chat template; required for unregistered models.")] = None,
     batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 16,
     gpus: Annotated[int, typer.Option(help="Devices in the job; accumulation = batch / (per-device x gpus).")] = 1,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 80000,
@@ -86,8 +90,12 @@ def render_config(
     dataset: Annotated[str, typer.Option(help="LF dataset name(s), comma-separated.")] = "imagenet_vqa_train",
     dataset_dir: Annotated[str, typer.Option(help="Folder holding dataset_info.json.")] = "data",
     output_dir: Annotated[str, typer.Option(help="Where LF writes checkpoints.")] = "saves/qwen2.5-vl-3b/llm-full",
-    cpu: Annotated[bool, typer.Option("--cpu", help="fp32 and no dataloader workers, for machines without a GPU.")] = False,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write the YAML here instead of printing.")] = None,
+    cpu: Annotated[
+        bool, typer.Option("--cpu", help="fp32 and no dataloader workers, for machines without a GPU.")
+    ] = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the YAML here instead of printing.")
+    ] = None,
     validate: Annotated[bool, typer.Option(help="Check the YAML with LLaMA-Factory's own parser first.")] = True,
 ) -> None:
     """Render a LLaMA-Factory training YAML for one recipe (default: the paper's LLM full 1e-6).
@@ -124,14 +132,15 @@ def render_config(
 @app.command()
 def launch(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML, e.g. runs/demo.yaml.")],
-    run_dir: Annotated[Optional[Path], typer.Option(help="Run directory (default: runs/out/<name>).")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: runs/out/<name>).")] = None,
 ) -> None:
     """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
 
     Rerunning the same command skips finished stages and resumes training from its last checkpoint.
     """
     from forgetkit.scoring import format_table
-    from forgetkit.study import default_run_dir, launch as run_study, load_study
+    from forgetkit.study import default_run_dir, load_study
+    from forgetkit.study import launch as run_study
 
     study = load_study(spec)
     target = run_dir or default_run_dir(study)
@@ -142,7 +151,9 @@ def launch(
 
 @app.command()
 def score(
-    path: Annotated[Path, typer.Argument(help="A predictions JSONL (LF generated_predictions.jsonl) or a run directory.")],
+    path: Annotated[
+        Path, typer.Argument(help="A predictions JSONL (LF generated_predictions.jsonl) or a run directory.")
+    ],
     matcher: Annotated[str, typer.Option(help="Answer matcher; 'letter' is the paper's Listing 1.")] = "letter",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:

@@ -58,11 +58,12 @@ class Clip:
             raise ForgetkitError(
                 f"unknown CLIP model {spec.model!r}; pick one of open_clip.list_models(), e.g. ViT-B-32"
             )
-        torch.manual_seed(spec.seed)
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.model, pretrained=None if spec.random_weights else spec.pretrained, device=spec.device
-            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(spec.seed)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    spec.model, pretrained=None if spec.random_weights else spec.pretrained, device=spec.device
+                )
         except RuntimeError as err:
             raise ForgetkitError(
                 f"could not load CLIP weights {spec.pretrained!r} for {spec.model} ({str(err).splitlines()[0]}); "

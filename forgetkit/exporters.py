@@ -57,9 +57,7 @@ def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
         try:
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ForgetkitError(
-                f"{info_path} is not valid JSON ({err}); fix or delete it, then rerun"
-            ) from None
+            raise ForgetkitError(f"{info_path} is not valid JSON ({err}); fix or delete it, then rerun") from None
         if not isinstance(info, dict):
             raise ForgetkitError(f"{info_path} must hold a JSON object of dataset entries")
     info[name] = entry
@@ -67,9 +65,7 @@ def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
     return info_path
 
 
-def write_vlmeval_tsv(
-    records: Iterable[MCQRecord], path: Path, resolve_image: Callable[[MCQRecord], Path]
-) -> int:
+def write_vlmeval_tsv(records: Iterable[MCQRecord], path: Path, resolve_image: Callable[[MCQRecord], Path]) -> int:
     """Write VLMEvalKit's MCQ TSV; `resolve_image(record)` gives the image file to embed."""
     rows = 0
     n_options = 0

@@ -71,16 +71,9 @@ class Recipe:
         if unknown:
             raise ForgetkitError(f"{where}: unknown recipe key(s) {unknown}; known: {sorted(known)}")
         try:
-            converted = dict(values)
-            if "part" in converted:
-                converted["part"] = Part(converted["part"])
-            if "scheduler" in converted:
-                converted["scheduler"] = Scheduler(converted["scheduler"])
-            for key in ("lr", "warmup"):
-                if key in converted:
-                    converted[key] = float(converted[key])
+            converted = {key: _CASTS[key](value) for key, value in values.items()}
             return cls(**converted)
-        except ValueError as err:
+        except (TypeError, ValueError, ForgetkitError) as err:
             raise ForgetkitError(f"{where}: {err}") from None
 
 
@@ -104,5 +97,18 @@ class Hardware:
                 f"{self.devices} device(s); change --batch-size or --gpus"
             )
         return per_device, recipe.batch_size // per_step
+
+
+_CASTS = {
+    "part": Part,
+    "lr": float,
+    "batch_size": int,
+    "steps": int,
+    "scheduler": Scheduler,
+    "warmup": float,
+    "save_steps": int,
+    "optim": str,
+}
+"""How a spec's YAML value becomes each Recipe field (PyYAML reads `1e-6` as a string)."""
 
 CPU = Hardware(devices=1, per_device_batch_size=4, bf16=False, dataloader_workers=0, preprocessing_workers=1)

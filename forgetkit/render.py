@@ -24,7 +24,6 @@ from forgetkit.recipes import Hardware, Recipe
 from forgetkit.resources import bundled
 
 
-
 @dataclass(frozen=True)
 class DataSpec:
     """Where LF finds the datasets (a folder with `dataset_info.json`) and how inputs are sized.
@@ -74,16 +73,20 @@ def render_train(
     logging_steps: int = 10,
 ) -> str:
     per_device, accumulation = hardware.split(recipe)
-    return environment().get_template("train.yaml.j2").render(
-        model=model,
-        recipe=recipe,
-        data=data,
-        hardware=hardware,
-        output_dir=str(output_dir),
-        per_device_batch_size=per_device,
-        accumulation=accumulation,
-        seed=seed,
-        logging_steps=logging_steps,
+    return (
+        environment()
+        .get_template("train.yaml.j2")
+        .render(
+            model=model,
+            recipe=recipe,
+            data=data,
+            hardware=hardware,
+            output_dir=str(output_dir),
+            per_device_batch_size=per_device,
+            accumulation=accumulation,
+            seed=seed,
+            logging_steps=logging_steps,
+        )
     )
 
 
@@ -98,15 +101,19 @@ def render_predict(
     max_new_tokens: int = 16,
 ) -> str:
     """Greedy prediction; the image pixel limit is the training one, so eval sees what training saw."""
-    return environment().get_template("predict.yaml.j2").render(
-        model_path=str(model_path),
-        template=template,
-        dataset=dataset,
-        data=data,
-        hardware=hardware,
-        output_dir=str(output_dir),
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
+    return (
+        environment()
+        .get_template("predict.yaml.j2")
+        .render(
+            model_path=str(model_path),
+            template=template,
+            dataset=dataset,
+            data=data,
+            hardware=hardware,
+            output_dir=str(output_dir),
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+        )
     )
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +147,7 @@ def launch(study: Study, run_dir: Path) -> dict[str, dict[str, dict]]:
                     f"recipe {recipe_name!r} changed since its checkpoints in {output_dir} were trained; "
                     "launch into a new --run-dir or delete that folder"
                 )
-            _run_stage(run, stage, digest, lambda: train(run, stage, text, output_dir))
+            _run_stage(run, stage, digest, partial(train, run, stage, text, output_dir))
         for checkpoint in checkpoint_dirs(output_dir):
             _evaluate(study, run, str(checkpoint), model.template, f"{recipe_name}/{checkpoint.name}")
     return score_run(run)
@@ -169,10 +171,10 @@ def _evaluate(study: Study, run: RunDir, model_path: str, template: str, checkpo
         target = run.predictions(checkpoint, dataset)
         if run.is_done(stage, digest) and target.is_file():
             continue
-        _run_stage(run, stage, digest, lambda: predict(run, stage, text, scratch, target))
+        _run_stage(run, stage, digest, partial(predict, run, stage, text, scratch, target))
 
 
-def _run_stage(run: RunDir, stage: str, digest: str, action: Any) -> None:
+def _run_stage(run: RunDir, stage: str, digest: str, action: Callable[[], object]) -> None:
     run.mark(stage, "running", digest)
     try:
         action()
@@ -180,4 +182,3 @@ def _run_stage(run: RunDir, stage: str, digest: str, action: Any) -> None:
         run.mark(stage, "failed", digest, reason=str(err))
         raise
     run.mark(stage, "done", digest)
-

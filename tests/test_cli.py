@@ -28,14 +28,18 @@ def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *ar
     return exit_info.value.code, captured.out, captured.err
 
 
-def test_render_config_prints_the_papers_default(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_render_config_prints_the_papers_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     code, out, _ = run_main(monkeypatch, capsys, "render-config", "--part", "llm", "--lr", "1e-6")
     assert code == 0
     config = yaml.safe_load(out)
     assert config["learning_rate"] == 1e-6 and config["freeze_vision_tower"] is True
 
 
-def test_render_config_writes_a_file(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_render_config_writes_a_file(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     target = tmp_path / "train.yaml"
     code, _, err = run_main(monkeypatch, capsys, "render-config", "--part", "vision", "--lr", "1e-5", "-o", str(target))
     assert code == 0 and f"wrote {target}" in err
@@ -62,16 +66,25 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in err
 
 
-def test_score_json_reports_accuracy(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_score_json_reports_accuracy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     path = tmp_path / "generated_predictions.jsonl"
-    path.write_text('{"prompt": "p", "predict": "A", "label": "A\\n"}\n{"prompt": "p", "predict": "B", "label": "C\\n"}\n')
+    path.write_text(
+        '{"prompt": "p", "predict": "A", "label": "A\\n"}\n{"prompt": "p", "predict": "B", "label": "C\\n"}\n'
+    )
     code, out, _ = run_main(monkeypatch, capsys, "score", str(path), "--matcher", "letter", "--json")
     assert code == 0
     assert json.loads(out) == {"accuracy": 0.5, "correct": 1, "total": 2, "matcher": "letter"}
 
 
-def test_spec_errors_name_the_key(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_spec_errors_name_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     spec = tmp_path / "bad.yaml"
-    spec.write_text("name: x\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: d}\neval: {datasets: [v]}\nrecipes: {r: {lr: 1e-3, stepz: 3}}\n")
+    spec.write_text(
+        "name: x\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: d}\neval: {datasets: [v]}\n"
+        "recipes: {r: {lr: 1e-3, stepz: 3}}\n"
+    )
     code, _, err = run_main(monkeypatch, capsys, "launch", str(spec))
     assert code == 2 and "recipes.r: unknown recipe key(s) ['stepz']" in err

@@ -1,0 +1,47 @@
+"""Study specs: `runs/demo.yaml` loads into recipes and data; bad specs fail naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.recipes import CPU, Part
+from forgetkit.resources import bundled
+from forgetkit.study import launch, load_study
+
+
+def test_demo_spec_loads_with_paths_relative_to_the_spec() -> None:
+    study = load_study(bundled("runs/demo.yaml"))
+    assert study.model == "tiny-qwen2.5-vl" and study.hardware == CPU
+    assert Path(study.data.dataset_dir) == bundled("runs") / "data"
+    assert study.data.train == ("imagenet_vqa_train",)
+    recipe = study.recipes["llm-full"]
+    assert recipe.part is Part.llm and recipe.lr == 1e-3 and recipe.steps == 30
+
+
+def spec(tmp_path: Path, recipe: str) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(f"name: s\nmodel: tiny-qwen2.5-vl\ndata: {{dataset_dir: d}}\neval: {{datasets: [v]}}\n{recipe}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("recipe", "message"),
+    [
+        ("recipes: {r: {lr: fast}}", "recipes.r: could not convert string to float: 'fast'"),
+        ("recipes: {r: {part: eyes}}", "recipes.r: 'eyes' is not a valid Part"),
+        ("recipes: {r: {lr: -1}}", "recipes.r: learning rate must be positive"),
+        ("recipes: {}", "recipes must map recipe names"),
+        ("recipes: {r: {}}\nextra: 1", "unknown key(s) ['extra']"),
+    ],
+)
+def test_bad_specs_name_what_is_wrong(tmp_path: Path, recipe: str, message: str) -> None:
+    with pytest.raises(ForgetkitError) as error:
+        load_study(spec(tmp_path, recipe))
+    assert message in str(error.value)
+
+
+def test_launch_without_built_data_says_how_to_build_it(tmp_path: Path) -> None:
+    study = load_study(spec(tmp_path, "recipes: {r: {}}"))
+    with pytest.raises(ForgetkitError, match="no dataset_info.json in .*forgetkit build-data"):
+        launch(study, tmp_path / "run")
