@@ -28,7 +28,7 @@ app = typer.Typer(
 
 @app.command("build-data")
 def build_data(
-    dataset: Annotated[str, typer.Argument(help="Which builder to run, e.g. imagenet-vqa.")],
+    dataset: Annotated[str, typer.Argument(help="Which builder to run, e.g. imagenet-vqa (an unknown name lists them all).")],
     source: Annotated[
         Path, typer.Option(help="Source folder: SOURCE/<split>/<class>/<image> or SOURCE/<class>/<image>.")
     ],
@@ -136,7 +136,10 @@ def launch(
 ) -> None:
     """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
 
-    Rerunning the same command skips finished stages and resumes training from its last checkpoint.
+    A spec names the model, data.dataset_dir (a folder made by build-data), eval.datasets and the
+    recipes to train ({name: {part, lr, batch_size, steps, save_steps, scheduler, warmup}}); see
+    runs/demo.yaml. Rerunning the same command skips finished stages and resumes an interrupted
+    training from its last checkpoint.
     """
     from forgetkit.scoring import format_table
     from forgetkit.study import default_run_dir, load_study
@@ -176,8 +179,11 @@ def score(
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo's images, data and run go.")] = Path("forgetkit-demo"),
 ) -> None:
-    """The whole pipeline offline on CPU in a few minutes: tiny random Qwen2.5-VL, drawn images,
-    random-weight CLIP distractors, real LLaMA-Factory training and prediction, a score table."""
+    """Run the whole pipeline offline on CPU in a few minutes and print its score table.
+
+    A tiny random-weight Qwen2.5-VL, drawn shape images, CLIP distractors from random weights, real
+    LLaMA-Factory training and prediction. Rerun with the same --workdir to continue an interrupted demo.
+    """
     from forgetkit.demo import run_demo
     from forgetkit.scoring import format_table
 
