@@ -18,7 +18,7 @@ import open_clip
 from forgetkit import exporters
 from forgetkit.distractors import Clip, ClipSpec, group_names, pick_distractors, place_answers
 from forgetkit.errors import ForgetkitError
-from forgetkit.records import MCQRecord
+from forgetkit.records import LETTERS, MCQRecord
 
 CLASSIFICATION_QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def classification_records(
             image=_image_ref(path, out_dir),
             question=CLASSIFICATION_QUESTION,
             options=tuple(group_texts[g] for g in row),
-            answer="ABCD"[answer],
+            answer=LETTERS[answer],
             class_label=group_texts[truth[i]],
             source=dataset,
         )

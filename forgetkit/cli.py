@@ -28,7 +28,9 @@ app = typer.Typer(
 
 @app.command("build-data")
 def build_data(
-    dataset: Annotated[str, typer.Argument(help="Which builder to run, e.g. imagenet-vqa (an unknown name lists them all).")],
+    dataset: Annotated[
+        str, typer.Argument(help="Which builder to run, e.g. imagenet-vqa (an unknown name lists them all).")
+    ],
     source: Annotated[
         Path, typer.Option(help="Source folder: SOURCE/<split>/<class>/<image> or SOURCE/<class>/<image>.")
     ],
@@ -89,7 +91,9 @@ def render_config(
     save_steps: Annotated[int, typer.Option(help="Save a checkpoint every this many steps.")] = 2000,
     dataset: Annotated[str, typer.Option(help="LF dataset name(s), comma-separated.")] = "imagenet_vqa_train",
     dataset_dir: Annotated[str, typer.Option(help="Folder holding dataset_info.json.")] = "data",
-    output_dir: Annotated[str, typer.Option(help="Where LF writes checkpoints.")] = "saves/qwen2.5-vl-3b/llm-full",
+    output_dir: Annotated[
+        str | None, typer.Option(help="Where LF writes checkpoints (default: saves/<model>/<part>-full-<lr>).")
+    ] = None,
     cpu: Annotated[
         bool, typer.Option("--cpu", help="fp32 and no dataloader workers, for machines without a GPU.")
     ] = False,
@@ -119,7 +123,9 @@ def render_config(
     )
     hardware = CPU if cpu else Hardware(devices=gpus)
     data = DataSpec(dataset_dir=dataset_dir, train=tuple(d.strip() for d in dataset.split(",") if d.strip()))
-    text = render_train(resolve_model(model, template), recipe, data, output_dir, hardware)
+    spec = resolve_model(model, template)
+    target = output_dir or f"saves/{spec.name.rstrip('/').rsplit('/', 1)[-1]}/{part.value}-full-{lr:g}"
+    text = render_train(spec, recipe, data, target, hardware)
     if validate:
         lf_validate(text)
     if output is None:

@@ -137,7 +137,10 @@ def launch(study: Study, run_dir: Path) -> dict[str, dict[str, dict]]:
     _evaluate(study, run, model.path, model.template, ZERO_SHOT)
     for recipe_name, recipe in study.recipes.items():
         output_dir = run.checkpoints(recipe_name)
-        text = render_train(model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=1)
+        logging_steps = min(10, max(1, recipe.steps // 10))
+        text = render_train(
+            model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps
+        )
         stage = f"train {recipe_name}"
         digest = config_hash(text)
         if not run.is_done(stage, digest):
