@@ -18,9 +18,8 @@ import open_clip
 from forgetkit import exporters
 from forgetkit.distractors import Clip, ClipSpec, group_names, pick_distractors, place_answers
 from forgetkit.errors import ForgetkitError
-from forgetkit.records import LETTERS, MCQRecord
+from forgetkit.records import CLASSIFICATION_QUESTION, LETTERS, MCQRecord
 
-CLASSIFICATION_QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})

@@ -6,6 +6,8 @@ import string
 from dataclasses import asdict, dataclass
 
 LETTERS = string.ascii_uppercase
+CLASSIFICATION_QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
+"""The question of every classification MCQ, verbatim from the paper (App. B.1)."""
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,10 @@ def environment() -> jinja2.Environment:
     return env
 
 
+def _render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
 def render_train(
     model: ModelSpec,
     recipe: Recipe,
@@ -73,20 +77,17 @@ def render_train(
     logging_steps: int = 10,
 ) -> str:
     per_device, accumulation = hardware.split(recipe)
-    return (
-        environment()
-        .get_template("train.yaml.j2")
-        .render(
-            model=model,
-            recipe=recipe,
-            data=data,
-            hardware=hardware,
-            output_dir=str(output_dir),
-            per_device_batch_size=per_device,
-            accumulation=accumulation,
-            seed=seed,
-            logging_steps=logging_steps,
-        )
+    return _render(
+        "train.yaml.j2",
+        model=model,
+        recipe=recipe,
+        data=data,
+        hardware=hardware,
+        output_dir=str(output_dir),
+        per_device_batch_size=per_device,
+        accumulation=accumulation,
+        seed=seed,
+        logging_steps=logging_steps,
     )
 
 
@@ -101,19 +102,16 @@ def render_predict(
     max_new_tokens: int = 16,
 ) -> str:
     """Greedy prediction; the image pixel limit is the training one, so eval sees what training saw."""
-    return (
-        environment()
-        .get_template("predict.yaml.j2")
-        .render(
-            model_path=str(model_path),
-            template=template,
-            dataset=dataset,
-            data=data,
-            hardware=hardware,
-            output_dir=str(output_dir),
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-        )
+    return _render(
+        "predict.yaml.j2",
+        model_path=str(model_path),
+        template=template,
+        dataset=dataset,
+        data=data,
+        hardware=hardware,
+        output_dir=str(output_dir),
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
     )
 
 

@@ -16,6 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forgetkit.records import CLASSIFICATION_QUESTION
+
 if TYPE_CHECKING:
     from transformers import Qwen2Tokenizer
 
@@ -75,7 +77,6 @@ RECIPE: dict[str, Any] = {
     "max_pixels": 64 * 64,
 }
 
-QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
 CLASS_WORDS = (
     "golden retriever", "tabby cat", "tiger", "zebra", "goldfish", "sports car", "airliner",
     "container ship", "pizza", "banana", "strawberry", "daisy", "rose", "sunflower", "tulip",
@@ -122,7 +123,14 @@ FILLER_WORDS = COMMON_WORDS + tuple(word for name in CLASS_WORDS for word in nam
 
 def _corpus(rng: random.Random, n_sentences: int) -> list[str]:
     """Text whose frequent pairs become merges, so prompts and answers tokenize into few tokens."""
-    lines = [QUESTION, "You are a helpful assistant.", "system", "user", "assistant", "A B C D E F"] * 100
+    lines = [
+        CLASSIFICATION_QUESTION,
+        "You are a helpful assistant.",
+        "system",
+        "user",
+        "assistant",
+        "A B C D E F",
+    ] * 100
     for _ in range(n_sentences):
         words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(4, 12))]
         lines.append(" ".join(words).capitalize() + rng.choice(".?!"))
