@@ -63,8 +63,8 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def _render(template: str, **context: Any) -> str:
-    return environment().get_template(template).render(**context)
+def _render(template_name: str, **context: Any) -> str:
+    return environment().get_template(template_name).render(**context)
 
 
 def render_train(
