@@ -1,6 +1,11 @@
-"""One module per source dataset; importing this package registers every builder."""
+"""One module per source dataset; importing this package imports them all, which registers every builder."""
 
-from datasets_builders import imagenet_vqa  # noqa: F401
-from datasets_builders.base import BUILDERS, BuildOptions, BuildResult, get_builder
+import importlib
+import pkgutil
 
-__all__ = ["BUILDERS", "BuildOptions", "BuildResult", "get_builder"]
+from datasets_builders.registry import BUILDERS, BuildOptions, BuildResult, build, get_builder
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = ["BUILDERS", "BuildOptions", "BuildResult", "build", "get_builder"]

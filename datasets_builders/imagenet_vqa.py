@@ -12,50 +12,40 @@ from pathlib import Path
 
 import open_clip
 
-from datasets_builders.base import (
-    BuildOptions,
-    BuildResult,
+from datasets_builders.classification import (
     LabelledImages,
-    classification_records,
-    export,
+    build_classification,
+    folder_class_names,
     read_class_names,
-    register,
     scan_class_folders,
 )
-from forgetkit.errors import ForgetkitError
+from datasets_builders.registry import BuildOptions, BuildResult, register
 
 
 def imagenet_wnid_names() -> dict[str, str]:
     """WordNet id → CLIP class name for the 1,000 ImageNet-1k classes, in their standard order."""
+    return dict(zip(imagenet_wnids(), open_clip.IMAGENET_CLASSNAMES))
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1,000 ImageNet-1k WordNet ids in class-index order (timm ships the list)."""
     wnids = resources.files("timm.data._info").joinpath("imagenet_synsets.txt").read_text().split()
     if len(wnids) != len(open_clip.IMAGENET_CLASSNAMES):
         raise RuntimeError("timm's synset list and open_clip's ImageNet names disagree in length")
-    return dict(zip(wnids, open_clip.IMAGENET_CLASSNAMES))
+    return wnids
 
 
 def split_root(source: Path, split: str) -> Path:
     return source / split if (source / split).is_dir() else source
 
 
-def folder_class_names(folders: list[str], mapping: dict[str, str], mapping_name: str) -> list[str]:
-    missing = [folder for folder in folders if folder not in mapping]
-    if missing:
-        raise ForgetkitError(
-            f"{len(missing)} class folder(s) have no name in {mapping_name}, e.g. {missing[0]!r}; "
-            "pass --class-names FILE with one '<folder> <class name>' line per class"
-        )
-    return [mapping[folder] for folder in folders]
-
-
 @register("imagenet-vqa")
 def build(options: BuildOptions) -> BuildResult:
-    folders, paths, labels = scan_class_folders(split_root(options.source, options.split))
+    """ImageNet(-style) folders → 4-option CLIP-hard MCQs (imagenet_vqa_<split>)."""
+    root = split_root(options.require_source("the ImageNet folder (SOURCE/<split>/<wnid>/*.JPEG)"), options.split)
+    folders, paths, labels = scan_class_folders(root)
     if options.class_names is not None:
         names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
     else:
         names = folder_class_names(folders, imagenet_wnid_names(), "the ImageNet-1k synset list")
-    images = LabelledImages(paths, labels, names).subset(options.limit, options.seed)
-    dataset = f"imagenet_vqa_{options.split}"
-    options.out.mkdir(parents=True, exist_ok=True)
-    records = classification_records(images, dataset, options, options.out)
-    return export(records, dataset, options.out)
+    return build_classification(LabelledImages(paths, labels, names, root), f"imagenet_vqa_{options.split}", options)

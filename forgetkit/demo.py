@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from datasets_builders import BuildOptions, get_builder
-from forgetkit.distractors import ClipSpec
+from datasets_builders import BuildOptions, build
+from forgetkit.clip_encoder import ClipSpec
 from forgetkit.resources import bundled
 from forgetkit.study import launch, load_study
 from forgetkit.testing.synthetic import make_image_folder
@@ -28,15 +28,16 @@ def run_demo(workdir: Path) -> dict[str, dict[str, dict]]:
         make_image_folder(partial, splits=SPLITS).rename(images)
     data = workdir / "data"
     for split in SPLITS:
-        if not (data / f"imagenet_vqa_{split}.tsv").is_file():
-            get_builder("imagenet-vqa")(
+        if not (data / f"imagenet_vqa_{split}.manifest.json").is_file():
+            build(
+                "imagenet-vqa",
                 BuildOptions(
                     source=images,
                     out=data,
                     split=split,
                     class_names=images / "class_names.txt",
                     clip=ClipSpec(pretrained="none", batch_size=32, num_workers=0),
-                )
+                ),
             )
     spec = workdir / "demo.yaml"
     shutil.copyfile(bundled("runs/demo.yaml"), spec)

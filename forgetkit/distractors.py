@@ -1,5 +1,5 @@
-"""CLIP-hard distractors (paper App. B.1): embed images and class names with open_clip, then for
-every image take the 5 most similar wrong classes and sample 3 of them.
+"""CLIP-hard distractors (paper App. B.1): given image and class-name embeddings (`clip_encoder`),
+take for every image the 5 most similar wrong classes and sample 3 of them.
 
 Class names are grouped by their case-folded text before ranking, so two classes that share a
 name (ImageNet has "missile" and "sunglasses" twice) are one candidate, and a class named like
@@ -9,16 +9,10 @@ the truth is never a distractor: no question can show two options with the same 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from forgetkit.errors import ForgetkitError
 
@@ -26,117 +20,6 @@ log = logging.getLogger(__name__)
 
 POOL = 5
 PICK = 3
-CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
-"""Extra open_clip architectures; `tiny-random-clip` runs the real code path fast, for tests."""
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """Which open_clip model embeds images and class names, and how the work is batched."""
-
-    model: str = "ViT-B-32"
-    pretrained: str = "openai"
-    device: str = "cpu"
-    batch_size: int = 64
-    num_workers: int = 0
-    seed: int = 0
-
-    @property
-    def random_weights(self) -> bool:
-        return self.pretrained.lower() == "none"
-
-
-class Clip:
-    """An open_clip model with its image transform and tokenizer, loaded once per build."""
-
-    def __init__(self, spec: ClipSpec) -> None:
-        import open_clip
-
-        self.spec = spec
-        open_clip.add_model_config(CONFIG_DIR)
-        if spec.model not in open_clip.list_models():
-            raise ForgetkitError(
-                f"unknown CLIP model {spec.model!r}; pick one of open_clip.list_models(), e.g. ViT-B-32"
-            )
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(spec.seed)
-                model, _, preprocess = open_clip.create_model_and_transforms(
-                    spec.model, pretrained=None if spec.random_weights else spec.pretrained, device=spec.device
-                )
-        except RuntimeError as err:
-            raise ForgetkitError(
-                f"could not load CLIP weights {spec.pretrained!r} for {spec.model} ({str(err).splitlines()[0]}); "
-                "download them once with network access, pass a local checkpoint file to --clip-pretrained, "
-                "or use --clip-pretrained none for random weights"
-            ) from None
-        self.model = model.eval()
-        self.preprocess: Callable[[Image.Image], torch.Tensor] = preprocess
-        self.tokenizer = open_clip.get_tokenizer(spec.model)
-
-    @torch.no_grad()
-    def encode_texts(self, class_names: Sequence[str], templates: Sequence[Callable[[str], str]]) -> torch.Tensor:
-        """One unit vector per class: the normalised mean of its prompt-template embeddings."""
-        prompts = [template(name) for name in class_names for template in templates]
-        chunks = []
-        for start in tqdm(range(0, len(prompts), self.spec.batch_size), desc="CLIP text", unit="batch", leave=False):
-            tokens = self.tokenizer(prompts[start : start + self.spec.batch_size]).to(self.spec.device)
-            chunks.append(_unit(self.model.encode_text(tokens).float()).cpu())
-        per_prompt = torch.cat(chunks).view(len(class_names), len(templates), -1)
-        return _unit(per_prompt.mean(dim=1))
-
-    @torch.no_grad()
-    def encode_images(self, paths: Sequence[Path]) -> torch.Tensor:
-        """Unit image embeddings in the order of `paths`; an unreadable image stops the build by name."""
-        loader = DataLoader(
-            _ImageFiles(paths, self.preprocess),
-            batch_size=self.spec.batch_size,
-            num_workers=self.spec.num_workers,
-            pin_memory=self.spec.device.startswith("cuda"),
-            collate_fn=_collate,
-        )
-        out = torch.empty(len(paths), self.model.visual.output_dim)
-        done = 0
-        with tqdm(total=len(paths), desc="CLIP images", unit="img") as bar:
-            for pixels, errors in loader:
-                if errors:
-                    index, message = errors[0]
-                    raise ForgetkitError(
-                        f"cannot read image {paths[index]} ({message}); replace or remove the file and rerun"
-                    )
-                pixels = pixels.to(self.spec.device, non_blocking=True)
-                embeddings = _unit(self.model.encode_image(pixels).float()).cpu()
-                out[done : done + len(embeddings)] = embeddings
-                done += len(embeddings)
-                bar.update(len(embeddings))
-        return out
-
-
-class _ImageFiles(Dataset):
-    def __init__(self, paths: Sequence[Path], preprocess: Callable[[Image.Image], torch.Tensor]) -> None:
-        self.paths = paths
-        self.preprocess = preprocess
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str]:
-        try:
-            with Image.open(self.paths[index]) as image:
-                return index, self.preprocess(image.convert("RGB")), ""
-        except (OSError, ValueError, SyntaxError) as err:
-            return index, None, f"{type(err).__name__}: {err}"
-
-
-def _collate(items: list[tuple[int, torch.Tensor | None, str]]) -> tuple[torch.Tensor, list[tuple[int, str]]]:
-    errors = [(index, message) for index, _, message in items if message]
-    if errors:
-        return torch.empty(0), errors
-    return torch.stack([pixels for _, pixels, _ in items]), []
-
-
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 def group_names(class_names: Sequence[str]) -> tuple[list[str], np.ndarray]:
@@ -207,7 +90,3 @@ def place_answers(
     options[after] = distractors[after[:, 1:]]
     options[np.arange(n), positions] = truth
     return options, positions
-
-
-def default_num_workers() -> int:
-    return min(8, max(0, (os.cpu_count() or 1) - 1))

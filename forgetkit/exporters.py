@@ -44,7 +44,11 @@ def lf_dataset_entry(file_name: str) -> dict:
 
 
 def write_lf_json(records: Iterable[MCQRecord], path: Path) -> int:
-    rows = [lf_row(record) for record in records]
+    return write_lf_rows([lf_row(record) for record in records], path)
+
+
+def write_lf_rows(rows: list[dict], path: Path) -> int:
+    """LF sharegpt rows as one JSON list, written atomically."""
     atomic.write_text(path, json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     return len(rows)
 

@@ -2,6 +2,7 @@ from pathlib import Path
 
 import pytest
 
+from forgetkit.clip_encoder import ClipSpec
 from forgetkit.testing.synthetic import make_image_folder
 
 
@@ -9,3 +10,11 @@ from forgetkit.testing.synthetic import make_image_folder
 def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A drawn 12-class image folder: shapes/{train,val}/<s0000000..>/*.png + class_names.txt."""
     return make_image_folder(tmp_path_factory.mktemp("shapes"), splits={"train": 3, "val": 2})
+
+
+@pytest.fixture(scope="session")
+def offline_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipSpec:
+    """The real open_clip code path with a tiny random-weight model (no download), caching into a temp dir."""
+    return ClipSpec(
+        model="tiny-random-clip", pretrained="none", batch_size=16, cache_dir=tmp_path_factory.mktemp("clip-cache")
+    )

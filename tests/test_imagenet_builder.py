@@ -6,18 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from datasets_builders import BuildOptions, get_builder
-from datasets_builders.base import CLASSIFICATION_QUESTION
+from datasets_builders import BuildOptions
+from datasets_builders import build as run_builder
 from datasets_builders.imagenet_vqa import imagenet_wnid_names
-from forgetkit.distractors import ClipSpec
+from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
+from forgetkit.records import CLASSIFICATION_QUESTION
 
-OFFLINE_CLIP = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=16)
+OFFLINE_CLIP = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=16, cache_dir=None)
 
 
 def build(source: Path, out: Path, **overrides) -> list[dict]:
     options = dict(source=source, out=out, split="val", class_names=source / "class_names.txt", clip=OFFLINE_CLIP)
-    get_builder("imagenet-vqa")(BuildOptions(**{**options, **overrides}))
+    run_builder("imagenet-vqa", BuildOptions(**{**options, **overrides}))
     return json.loads((out / "imagenet_vqa_val.json").read_text())
 
 
@@ -64,14 +65,26 @@ def test_limit_takes_a_seeded_subset(shapes: Path, tmp_path: Path) -> None:
     assert rows == build(shapes, tmp_path / "b", limit=5, seed=3)
 
 
-def test_corrupt_image_is_named_and_nothing_is_written(shapes: Path, tmp_path: Path) -> None:
+def test_corrupt_image_is_skipped_counted_and_listed_in_the_manifest(shapes: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(shapes, source)
+    broken = source / "val" / "s0000003" / "val_0001.png"
+    broken.write_bytes(b"definitely not a png")
+    rows = build(source, tmp_path / "out")
+    assert len(rows) == 12 * 2 - 1
+    manifest = json.loads((tmp_path / "out" / "imagenet_vqa_val.manifest.json").read_text())
+    assert manifest["counts"]["skipped"] == 1
+    assert manifest["skipped"][0]["item"] == str(broken)
+
+
+def test_strict_stops_at_a_corrupt_image_by_name_and_writes_nothing(shapes: Path, tmp_path: Path) -> None:
     source = tmp_path / "source"
     shutil.copytree(shapes, source)
     broken = source / "val" / "s0000003" / "val_0001.png"
     broken.write_bytes(b"definitely not a png")
     out = tmp_path / "out"
     with pytest.raises(ForgetkitError, match=f"cannot read image {broken}"):
-        build(source, out)
+        build(source, out, strict=True)
     assert not (out / "imagenet_vqa_val.json").exists()
 
 
@@ -101,4 +114,4 @@ def test_imagenet_wnids_map_to_clip_class_names() -> None:
 
 def test_unknown_dataset_lists_the_registered_ones() -> None:
     with pytest.raises(ForgetkitError, match="unknown dataset 'imagenet'.*imagenet-vqa"):
-        get_builder("imagenet")
+        run_builder("imagenet", BuildOptions(source=None, out=Path(".")))

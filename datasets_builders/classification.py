@@ -1,0 +1,171 @@
+"""The path every CLIP-hard classification builder shares: labelled images in, 4-option MCQs out.
+
+A classification builder only has to find its images, their labels and the class names
+(`LabelledImages`); `build_classification` does the rest (paper App. B.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import open_clip
+
+from datasets_builders.output import export
+from datasets_builders.registry import BuildOptions, BuildResult
+from forgetkit.clip_encoder import Clip
+from forgetkit.distractors import group_names, pick_distractors, place_answers
+from forgetkit.errors import ForgetkitError
+from forgetkit.records import CLASSIFICATION_QUESTION, LETTERS, MCQRecord
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
+TEMPLATES = "SIMPLE_IMAGENET_TEMPLATES"
+"""open_clip's 7 prompt templates; the class-text embedding is their mean."""
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """A classification source after scanning: image files, their class index, the class names.
+
+    `root` is what record ids are made relative to (so ids do not depend on where the data lives).
+    """
+
+    paths: list[Path]
+    labels: np.ndarray
+    class_names: list[str]
+    root: Path
+
+    def __post_init__(self) -> None:
+        if len(self.paths) != len(self.labels):
+            raise ValueError(f"{len(self.paths)} images but {len(self.labels)} labels")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise ValueError("a label points outside the class list")
+
+    def subset(self, limit: int | None, seed: int) -> LabelledImages:
+        """A seeded random subset of `limit` images, kept in source order."""
+        if limit is None or limit >= len(self.paths):
+            return self
+        if limit < 1:
+            raise ForgetkitError(f"--limit must be at least 1, got {limit}")
+        keep = np.sort(np.random.default_rng(seed).choice(len(self.paths), size=limit, replace=False))
+        return LabelledImages([self.paths[i] for i in keep], self.labels[keep], self.class_names, self.root)
+
+
+def build_classification(images: LabelledImages, dataset: str, options: BuildOptions) -> BuildResult:
+    """`--limit` subset → CLIP-hard MCQs → every output format plus manifest."""
+    images = images.subset(options.limit, options.seed)
+    records, skipped = classification_records(images, dataset, options)
+    details = {"clip_templates": TEMPLATES, "class_names": len(images.class_names)}
+    return export(records, dataset, options, skipped=skipped, details=details)
+
+
+def classification_records(
+    images: LabelledImages, dataset: str, options: BuildOptions
+) -> tuple[list[MCQRecord], dict[str, str]]:
+    """CLIP-hard 4-option MCQs, one per readable image, deterministic for a given seed.
+
+    Returns the records and the skipped images (path → reason); with `options.strict` an
+    unreadable image raises instead.
+    """
+    group_texts, group_of_class = group_names(images.class_names)
+    if len(group_texts) < len(images.class_names):
+        log.warning(
+            "%d classes share a name with another class; they count as one option text",
+            len(images.class_names) - len(group_texts),
+        )
+    clip = Clip(options.clip)
+    text_emb = clip.encode_texts(images.class_names, getattr(open_clip, TEMPLATES))
+    embedded = clip.encode_images(images.paths, strict=options.strict)
+    skipped = {str(images.paths[i]): message for i, message in sorted(embedded.errors.items())}
+    if skipped:
+        first = next(iter(skipped.items()))
+        log.warning(
+            "skipped %d unreadable image(s), listed in the manifest; first: %s (%s). Use --strict to stop instead",
+            len(skipped),
+            *first,
+        )
+    keep = np.flatnonzero(embedded.ok)
+    labels = images.labels[keep]
+    rng = np.random.default_rng(options.seed)
+    distractors = pick_distractors(embedded.vectors[keep], text_emb, labels, group_of_class, rng)
+    truth = group_of_class[labels]
+    option_groups, answers = place_answers(truth, distractors, rng)
+    records = [
+        MCQRecord(
+            id=f"{dataset}/{_relative_id(images.paths[index], images.root)}",
+            image=image_ref(images.paths[index], options.out),
+            question=CLASSIFICATION_QUESTION,
+            options=tuple(group_texts[g] for g in row),
+            answer=LETTERS[answer],
+            class_label=group_texts[truth[i]],
+            source=dataset,
+        )
+        for i, (index, row, answer) in enumerate(zip(keep, option_groups, answers))
+    ]
+    return records, skipped
+
+
+def scan_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
+    """An ImageFolder tree: one sub-folder per class, images inside; sorted, so order is stable."""
+    if not root.is_dir():
+        raise ForgetkitError(f"source folder {root} does not exist; pass the folder holding one sub-folder per class")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, folder in enumerate(folders):
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths.extend(files)
+        labels.extend([index] * len(files))
+    if not paths:
+        raise ForgetkitError(
+            f"no images found under {root}; expected {root}/<class>/<image>.jpg (extensions: "
+            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+        )
+    return [f.name for f in folders], paths, np.asarray(labels, dtype=np.int64)
+
+
+def read_class_names(path: Path) -> dict[str, str]:
+    """A `folder name<TAB or space>class name` file, one class per line (ImageNet's
+    LOC_synset_mapping.txt has this shape)."""
+    if not path.is_file():
+        raise ForgetkitError(f"class-name file {path} does not exist")
+    mapping: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(None, 1)
+        if len(parts) != 2:
+            raise ForgetkitError(f"{path}:{number}: expected '<folder> <class name>', got {line!r}")
+        if parts[0] in mapping:
+            raise ForgetkitError(f"{path}:{number}: folder {parts[0]!r} is named twice")
+        mapping[parts[0]] = parts[1].strip()
+    return mapping
+
+
+def folder_class_names(folders: Sequence[str], mapping: dict[str, str], mapping_name: str) -> list[str]:
+    """The class name of each folder; every folder must be named, else the error says how to name them."""
+    missing = [folder for folder in folders if folder not in mapping]
+    if missing:
+        raise ForgetkitError(
+            f"{len(missing)} class folder(s) have no name in {mapping_name}, e.g. {missing[0]!r}; "
+            "pass --class-names FILE with one '<folder> <class name>' line per class"
+        )
+    return [mapping[folder] for folder in folders]
+
+
+def image_ref(path: Path, out_dir: Path) -> str:
+    """LF resolves image paths against its dataset_dir, which is `out_dir`."""
+    return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+
+
+def _relative_id(path: Path, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).with_suffix("").as_posix()
+    except ValueError:
+        return Path(path).stem

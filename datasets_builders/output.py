@@ -1,0 +1,117 @@
+"""What every build leaves in `--out`: the LF JSON, its dataset_info.json entry, the VLMEvalKit TSV
+(evaluation splits), and a manifest saying how the files were made and what they hold.
+
+Each file is written atomically; the manifest comes last, so a manifest that exists describes
+files that are complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from datasets_builders.registry import BuildOptions, BuildResult
+from forgetkit import atomic, exporters
+from forgetkit.errors import ForgetkitError
+from forgetkit.records import MCQRecord
+
+
+def export(
+    records: Sequence[MCQRecord],
+    dataset: str,
+    options: BuildOptions,
+    *,
+    skipped: Mapping[str, str] | None = None,
+    details: Mapping[str, object] | None = None,
+) -> BuildResult:
+    """Write the MCQ records of `dataset` in every format, then its manifest."""
+    if not records:
+        raise ForgetkitError(f"{dataset}: no questions to write (every source item was skipped or filtered out)")
+    out = _begin(dataset, options)
+    json_path = out / f"{dataset}.json"
+    exporters.write_lf_json(records, json_path)
+    files = [json_path]
+    if options.write_tsv:
+        tsv_path = out / f"{dataset}.tsv"
+        exporters.write_vlmeval_tsv(records, tsv_path, lambda record: out / record.image)
+        files.append(tsv_path)
+    answers = Counter(record.answer for record in records)
+    counts = {
+        "records": len(records),
+        "skipped": len(skipped or {}),
+        "answers": dict(sorted(answers.items())),
+        "classes": len({record.class_label for record in records}),
+    }
+    return _finish(dataset, options, files, counts, skipped, details, exporters.lf_dataset_entry(json_path.name))
+
+
+def export_rows(
+    rows: Sequence[dict],
+    dataset: str,
+    options: BuildOptions,
+    entry: dict,
+    *,
+    skipped: Mapping[str, str] | None = None,
+    details: Mapping[str, object] | None = None,
+) -> BuildResult:
+    """Write ready LF rows (conversations that are not 4-option MCQs, e.g. LLaVA-665K) and their manifest."""
+    if not rows:
+        raise ForgetkitError(f"{dataset}: no rows to write (every source item was skipped or filtered out)")
+    json_path = _begin(dataset, options) / entry["file_name"]
+    exporters.write_lf_rows(rows, json_path)
+    counts = {"records": len(rows), "skipped": len(skipped or {})}
+    return _finish(dataset, options, [json_path], counts, skipped, details, entry)
+
+
+def _manifest_path(dataset: str, options: BuildOptions) -> Path:
+    return options.out / f"{dataset}.manifest.json"
+
+
+def _begin(dataset: str, options: BuildOptions) -> Path:
+    """Drop the old manifest first: if this build dies midway, no manifest vouches for mixed files."""
+    options.out.mkdir(parents=True, exist_ok=True)
+    _manifest_path(dataset, options).unlink(missing_ok=True)
+    return options.out
+
+
+def _finish(
+    dataset: str,
+    options: BuildOptions,
+    files: list[Path],
+    counts: dict,
+    skipped: Mapping[str, str] | None,
+    details: Mapping[str, object] | None,
+    entry: dict,
+) -> BuildResult:
+    info_path = exporters.merge_dataset_info(options.out, dataset, entry)
+    digests = {path.name: _sha256(path) for path in files}
+    manifest = {
+        "dataset": dataset,
+        "source": str(options.source.resolve()) if options.source is not None else None,
+        "split": options.split,
+        "seed": options.seed,
+        "limit": options.limit,
+        "params": dict(sorted(options.params.items())),
+        "counts": counts,
+        "clip": options.clip.describe(),
+        **dict(details or {}),
+        "skipped": [{"item": item, "reason": reason} for item, reason in sorted((skipped or {}).items())],
+        "files": digests,
+        "content_hash": hashlib.sha256(json.dumps(digests, sort_keys=True).encode()).hexdigest(),
+        "forgetkit": importlib.metadata.version("forgetkit"),
+    }
+    manifest_path = _manifest_path(dataset, options)
+    atomic.write_json(manifest_path, manifest)
+    return BuildResult(dataset, counts["records"], (*files, info_path, manifest_path), counts["skipped"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

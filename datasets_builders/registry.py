@@ -1,0 +1,119 @@
+"""The builder registry: what `forgetkit build-data NAME` can run, and the options every builder gets.
+
+Adding a dataset is one module in this package whose builder function is decorated with
+`@register(name, params=...)`; the package imports every module, and the CLI lists and runs
+whatever is registered. Builder-specific knobs arrive as `--param key=value`, declared once in
+`params` so that unknown keys fail with the list of known ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from forgetkit.clip_encoder import ClipSpec
+from forgetkit.errors import ForgetkitError
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Everything `forgetkit build-data` passes to a builder."""
+
+    source: Path | None
+    out: Path
+    split: str = "val"
+    class_names: Path | None = None
+    seed: int = 0
+    limit: int | None = None
+    strict: bool = False
+    """Fail on the first unreadable image or malformed source row instead of skipping it with a count."""
+    tsv: bool | None = None
+    """Write the VLMEvalKit TSV; None = only for evaluation splits (a TSV of ImageNet train would be ~190 GB)."""
+    base: str | None = None
+    mix: tuple[str, ...] = ()
+    materialize: bool = False
+    params: Mapping[str, str] = field(default_factory=dict)
+    clip: ClipSpec = field(default_factory=ClipSpec)
+
+    def require_source(self, what: str) -> Path:
+        """The --source path, which must exist; `what` tells the user what to point it at."""
+        if self.source is None:
+            raise ForgetkitError(f"--source is required: pass {what}")
+        if not self.source.exists():
+            raise ForgetkitError(f"source {self.source} does not exist; pass {what}")
+        return self.source
+
+    def param(self, name: str, default: str | None = None) -> str | None:
+        return self.params.get(name, default)
+
+    @property
+    def write_tsv(self) -> bool:
+        return self.split != "train" if self.tsv is None else self.tsv
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    dataset: str
+    records: int
+    files: tuple[Path, ...]
+    skipped: int = 0
+
+
+Builder = Callable[[BuildOptions], BuildResult]
+
+
+@dataclass(frozen=True)
+class BuilderInfo:
+    name: str
+    build: Builder
+    params: Mapping[str, str]
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.build) or ""
+        return doc.splitlines()[0] if doc else ""
+
+
+BUILDERS: dict[str, BuilderInfo] = {}
+
+
+def register(name: str, params: Mapping[str, str] | None = None) -> Callable[[Builder], Builder]:
+    """Register a builder under `name`; `params` maps each `--param` key it reads to its help text."""
+
+    def add(builder: Builder) -> Builder:
+        if name in BUILDERS:
+            raise ValueError(f"builder {name!r} registered twice")
+        BUILDERS[name] = BuilderInfo(name, builder, dict(params or {}))
+        return builder
+
+    return add
+
+
+def get_builder(name: str) -> BuilderInfo:
+    try:
+        return BUILDERS[name]
+    except KeyError:
+        raise ForgetkitError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(BUILDERS))}") from None
+
+
+def build(name: str, options: BuildOptions) -> BuildResult:
+    """Run builder `name` after checking its `--param` keys."""
+    info = get_builder(name)
+    unknown = sorted(set(options.params) - set(info.params))
+    if unknown:
+        known = ", ".join(sorted(info.params)) or "none"
+        raise ForgetkitError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
+    return info.build(options)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """`key=value` strings from the command line → a dict; a malformed pair names itself."""
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ForgetkitError(f"--param {pair!r} is not key=value, e.g. --param domain=RS")
+        params[key.strip()] = value.strip()
+    return params
