@@ -34,7 +34,9 @@ def export(
     out = _begin(dataset, options)
     json_path = out / f"{dataset}.json"
     exporters.write_lf_json(records, json_path)
-    files = [json_path]
+    records_path = out / f"{dataset}.records.jsonl"
+    exporters.write_records_jsonl(records, records_path)
+    files = [json_path, records_path]
     if options.write_tsv:
         tsv_path = out / f"{dataset}.tsv"
         exporters.write_vlmeval_tsv(records, tsv_path, lambda record: out / record.image)

@@ -53,6 +53,17 @@ def write_lf_rows(rows: list[dict], path: Path) -> int:
     return len(rows)
 
 
+def write_records_jsonl(records: Iterable[MCQRecord], path: Path) -> int:
+    """The canonical records, one JSON object per line, in the order of the LF JSON: what scoring
+    needs beyond the letter (class label, planted class-name option) lines up with LF's predictions."""
+    rows = 0
+    with atomic.atomic_open(path) as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            rows += 1
+    return rows
+
+
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
     """Add or replace one entry of `dataset_dir/dataset_info.json`, keeping every other entry."""
     info_path = dataset_dir / "dataset_info.json"

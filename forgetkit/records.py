@@ -15,7 +15,9 @@ class MCQRecord:
     """One image, one question, lettered options, one correct letter.
 
     `image` is the path LLaMA-Factory will resolve against its `dataset_dir`; `class_label` is the
-    image's class name (kept even when it is not an option, for class-label analyses).
+    image's class name (kept even when it is not an option, for class-label analyses);
+    `class_option` is the letter of a wrong option that spells the class name, where a builder
+    planted one (ImageWikiQA with class-label distractors), so the mischoice rate can be scored.
     """
 
     id: str
@@ -25,6 +27,7 @@ class MCQRecord:
     answer: str
     class_label: str
     source: str
+    class_option: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.options) < 2:
@@ -33,6 +36,10 @@ class MCQRecord:
             raise ValueError(f"record {self.id}: two options share a text: {list(self.options)}")
         if self.answer not in self.letters:
             raise ValueError(f"record {self.id}: answer {self.answer!r} is not one of {self.letters}")
+        if self.class_option is not None and (
+            self.class_option not in self.letters or self.class_option == self.answer
+        ):
+            raise ValueError(f"record {self.id}: class_option {self.class_option!r} must be a wrong option's letter")
 
     @property
     def letters(self) -> str:
