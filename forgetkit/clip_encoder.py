@@ -138,7 +138,7 @@ class Clip:
         return vectors
 
     @torch.no_grad()
-    def encode_images(self, paths: Sequence[Path], strict: bool = True) -> ImageEmbeddings:
+    def encode_images(self, paths: Sequence[Path], strict: bool = False) -> ImageEmbeddings:
         """Unit image embeddings in the order of `paths`, computed shard by shard and cached.
 
         With `strict`, an unreadable image stops the build by name; otherwise its row is marked

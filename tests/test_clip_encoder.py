@@ -1,0 +1,106 @@
+"""CLIP embeddings: batched, cached in atomic shards, resumable after a crash, equal with or without the cache."""
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+from forgetkit import clip_encoder
+from forgetkit.clip_encoder import Clip, ClipSpec
+from forgetkit.errors import ForgetkitError
+
+
+def images_of(shapes: Path) -> list[Path]:
+    return sorted((shapes / "val").rglob("*.png"))
+
+
+def counting_encoder(clip: Clip) -> list[int]:
+    """Record how many images reach the model, to see what the cache saved."""
+    seen: list[int] = []
+    encode = clip.model.encode_image
+
+    def wrapped(pixels: torch.Tensor) -> torch.Tensor:
+        seen.append(len(pixels))
+        return encode(pixels)
+
+    clip.model.encode_image = wrapped
+    return seen
+
+
+def test_second_pass_reads_every_shard_from_the_cache(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clip_encoder, "SHARD_SIZE", 8)
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=5, cache_dir=tmp_path)
+    paths = images_of(shapes)
+    first = Clip(spec).encode_images(paths)
+    assert len(list(tmp_path.rglob("images-*.shard"))) == 3
+
+    clip = Clip(spec)
+    seen = counting_encoder(clip)
+    second = clip.encode_images(paths)
+    assert seen == []
+    assert torch.equal(first.vectors, second.vectors)
+    uncached = Clip(dataclasses.replace(spec, cache_dir=None)).encode_images(paths)
+    assert torch.equal(first.vectors, uncached.vectors)
+    assert torch.allclose(first.vectors.norm(dim=1), torch.ones(len(paths)), atol=1e-2)
+
+
+def test_a_build_killed_midway_resumes_at_the_first_missing_shard(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clip_encoder, "SHARD_SIZE", 8)
+    source = tmp_path / "images"
+    shutil.copytree(shapes / "val", source)
+    paths = sorted(source.rglob("*.png"))
+    good_bytes = paths[12].read_bytes()
+    paths[12].write_bytes(b"truncated")
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=4, cache_dir=tmp_path / "cache")
+
+    with pytest.raises(ForgetkitError, match="cannot read image"):
+        Clip(spec).encode_images(paths, strict=True)
+    assert len(list((tmp_path / "cache").rglob("images-*.shard"))) == 1
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+
+    paths[12].write_bytes(good_bytes)
+    clip = Clip(spec)
+    seen = counting_encoder(clip)
+    resumed = clip.encode_images(paths, strict=True)
+    assert sum(seen) == len(paths) - 8
+    fresh = Clip(dataclasses.replace(spec, cache_dir=None)).encode_images(paths)
+    assert torch.equal(resumed.vectors, fresh.vectors)
+
+
+def test_unreadable_images_are_reported_not_embedded(shapes: Path, tmp_path: Path) -> None:
+    paths = images_of(shapes)[:6]
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=4, cache_dir=tmp_path / "cache")
+    result = Clip(spec).encode_images([*paths[:3], broken, tmp_path / "missing.png", *paths[3:]])
+    assert result.ok.tolist() == [True, True, True, False, False, True, True, True]
+    assert set(result.errors) == {3, 4}
+    assert "UnidentifiedImageError" in result.errors[3]
+    assert "FileNotFoundError" in result.errors[4]
+    assert not result.vectors[3:5].any()
+    again = Clip(spec).encode_images([*paths[:3], broken, tmp_path / "missing.png", *paths[3:]])
+    assert again.errors == result.errors
+
+
+def test_class_text_embeddings_are_cached_by_model_and_class_list(tmp_path: Path) -> None:
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", cache_dir=tmp_path)
+    templates = open_clip.SIMPLE_IMAGENET_TEMPLATES
+    first = Clip(spec).encode_texts(["circle", "square", "star"], templates)
+    clip = Clip(spec)
+    clip.model.encode_text = None  # any call would fail: the cache must answer
+    assert torch.equal(clip.encode_texts(["circle", "square", "star"], templates), first)
+    assert len(list(tmp_path.rglob("text-*.npy"))) == 1
+    Clip(spec).encode_texts(["circle", "square"], templates)
+    assert len(list(tmp_path.rglob("text-*.npy"))) == 2
+
+
+def test_unknown_model_and_missing_weights_get_one_line_errors() -> None:
+    with pytest.raises(ForgetkitError, match="unknown CLIP model 'ViT-Nope'"):
+        Clip(ClipSpec(model="ViT-Nope", cache_dir=None))
