@@ -51,6 +51,9 @@ def test_render_config_writes_a_file(
     [
         (["build-data", "cifar", "--source", "x", "--out", "y"], "unknown dataset 'cifar'"),
         (["build-data", "imagenet-vqa", "--source", "/no/such/dir", "--out", "y"], "does not exist"),
+        (["build-data"], "name a dataset to build"),
+        (["build-data", "imagenet-vqa", "--param", "domain"], "--param 'domain' is not key=value"),
+        (["build-data", "imagenet-vqa", "--param", "domain=RS"], "imagenet-vqa has no parameter 'domain'"),
         (["score", "/no/such/file.jsonl"], "does not exist"),
         (["launch", "/no/such/spec.yaml"], "study spec /no/such/spec.yaml does not exist"),
         (["render-config", "--model", "my-vlm"], "unknown model 'my-vlm'"),
@@ -64,6 +67,28 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
+
+
+def test_build_data_list_names_every_builder(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from datasets_builders import BUILDERS
+
+    code, out, _ = run_main(monkeypatch, capsys, "build-data", "--list")
+    assert code == 0
+    for name in BUILDERS:
+        assert name in out
+
+
+def test_build_data_reports_rows_and_files(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, shapes: Path, tmp_path: Path
+) -> None:
+    args = ["--source", str(shapes), "--out", str(tmp_path), "--class-names", str(shapes / "class_names.txt")]
+    clip = ["--clip-model", "tiny-random-clip", "--clip-pretrained", "none", "--no-cache", "--num-workers", "0"]
+    code, out, _ = run_main(monkeypatch, capsys, "build-data", "imagenet-vqa", *args, *clip, "--split", "train")
+    assert code == 0
+    assert "imagenet_vqa_train: 36 rows" in out
+    assert not (tmp_path / "imagenet_vqa_train.tsv").exists(), "no TSV for a training split unless --tsv"
+    manifest = json.loads((tmp_path / "imagenet_vqa_train.manifest.json").read_text())
+    assert manifest["counts"]["records"] == 36 and manifest["clip"]["model"] == "tiny-random-clip"
 
 
 def test_score_json_reports_accuracy(

@@ -55,8 +55,21 @@ def test_dataset_info_and_tsv_are_written_beside_the_json(built: Path) -> None:
 def test_same_seed_gives_identical_bytes(built: Path, shapes: Path) -> None:
     again = built.with_name(built.name + "-again")  # same depth, so relative image paths match
     build(shapes, again)
-    for name in ("imagenet_vqa_val.json", "imagenet_vqa_val.tsv"):
+    names = ["imagenet_vqa_val.json", "imagenet_vqa_val.tsv", "imagenet_vqa_val.records.jsonl"]
+    for name in [*names, "imagenet_vqa_val.manifest.json"]:
         assert (again / name).read_bytes() == (built / name).read_bytes()
+
+
+def test_manifest_says_how_the_set_was_made_and_hashes_every_file(built: Path, shapes: Path) -> None:
+    import hashlib
+
+    manifest = json.loads((built / "imagenet_vqa_val.manifest.json").read_text())
+    assert manifest["source"] == str(shapes.resolve()) and manifest["split"] == "val" and manifest["seed"] == 0
+    assert manifest["clip"] == {"model": "tiny-random-clip", "pretrained": "none", "weights_id": "random-seed0"}
+    assert manifest["counts"]["records"] == 24 and manifest["counts"]["skipped"] == 0
+    assert sum(manifest["counts"]["answers"].values()) == 24
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((built / name).read_bytes()).hexdigest() == digest
 
 
 def test_limit_takes_a_seeded_subset(shapes: Path, tmp_path: Path) -> None:
