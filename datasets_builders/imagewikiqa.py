@@ -26,7 +26,7 @@ that exists there, so the root can be a repository checkout, an `images/` folder
 
 Prompt: the authors feed LF `<image>\\n` + `text` verbatim, so the release's instruction comes after the
 options; records keep the question, the options and that trailing instruction apart
-(`ImageWikiQARecord`) and the LF prompt is the released text byte for byte. The VLMEvalKit TSV holds the
+(`MCQRecord.instruction`) and the LF prompt is the released text byte for byte. The VLMEvalKit TSV holds the
 bare question (VLMEvalKit adds its own instruction).
 """
 
@@ -67,16 +67,6 @@ IMAGE_FOLDER = Path("images") / "imagewikiqa"
 """Where embedded image bytes are written, under `--out`."""
 INSTRUCTION_CHOICES = ("keep", "drop")
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-@dataclass(frozen=True)
-class ImageWikiQARecord(MCQRecord):
-    """An MCQ whose source puts its answer instruction after the options (`Choose A, B, C, or D.`)."""
-
-    instruction: str = ""
-
-    def prompt(self) -> str:
-        return f"{super().prompt()}\n{self.instruction}" if self.instruction else super().prompt()
 
 
 class MalformedRow(ValueError):
@@ -411,8 +401,8 @@ def build_classlabel(options: BuildOptions) -> BuildResult:
     return export(records, dataset, options, skipped=skipped, details=details)
 
 
-def _record(question: Question, dataset: str, options: BuildOptions) -> ImageWikiQARecord:
-    return ImageWikiQARecord(
+def _record(question: Question, dataset: str, options: BuildOptions) -> MCQRecord:
+    return MCQRecord(
         id=question.id,
         image=image_ref(question.image, options.out),
         question=question.question,

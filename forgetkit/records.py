@@ -17,7 +17,9 @@ class MCQRecord:
     `image` is the path LLaMA-Factory will resolve against its `dataset_dir`; `class_label` is the
     image's class name (kept even when it is not an option, for class-label analyses);
     `class_option` is the letter of a wrong option that spells the class name, where a builder
-    planted one (ImageWikiQA with class-label distractors), so the mischoice rate can be scored.
+    planted one (ImageWikiQA with class-label distractors), so the mischoice rate can be scored;
+    `instruction` is a line some released sets put after the options (ImageWikiQA's
+    `Choose A, B, C, or D.`), kept so the prompt equals the release byte for byte.
     """
 
     id: str
@@ -28,6 +30,7 @@ class MCQRecord:
     class_label: str
     source: str
     class_option: str | None = None
+    instruction: str = ""
 
     def __post_init__(self) -> None:
         if len(self.options) < 2:
@@ -50,9 +53,9 @@ class MCQRecord:
         return self.options[self.letters.index(self.answer)]
 
     def prompt(self) -> str:
-        """The question followed by one `X. option` line per option, as the model sees it."""
+        """The question, one `X. option` line per option, then the instruction if any: what the model sees."""
         lines = [self.question] + [f"{letter}. {text}" for letter, text in zip(self.letters, self.options)]
-        return "\n".join(lines)
+        return "\n".join(lines + [self.instruction] if self.instruction else lines)
 
     def to_dict(self) -> dict:
         row = asdict(self)
