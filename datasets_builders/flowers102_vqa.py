@@ -1,0 +1,175 @@
+"""Flowers102-VQA (paper §2.1, ID^T-OOD^I; also a fig4 training mix): Oxford Flowers 102 as CLIP-hard MCQs.
+
+Sources, tried in this order:
+- a Hugging Face dataset (`save_to_disk` folder or `hf:NAME`), read by `hf_images`;
+- torchvision's download layout (`torchvision.datasets.Flowers102`): `SOURCE/flowers-102/` or `SOURCE/` holding
+  `jpg/image_00001.jpg ...`, `imagelabels.mat` (`labels`: class 1..102 of image i) and `setid.mat`
+  (`trnid`, `valid`, `tstid`: the 1-based image ids of train/val/test), read with scipy.io.loadmat;
+- an ImageFolder, `SOURCE/<split>/<class>/<image>` or `SOURCE/<class>/<image>`.
+Splits: train, val, test (Nilsback & Zisserman's 1,020 / 1,020 / 6,149 images).
+
+Class names: clip-benchmark's `flowers` list (en_classnames.json), in label order, rather than
+torchvision's `Flowers102.classes`: it is the CLIP-cleaned list, as imagenet-vqa uses CLIP's ImageNet names,
+and torchvision's has option texts unfit for an MCQ ('pink-yellow dahlia?'). Class keys that are numbers
+(imagelabels.mat's 1..102, or folders/ClassLabel names '1'..'102', or '0'..'101' when a 0 is among them)
+take the name of that class; other folder or ClassLabel names are used as written. `--class-names FILE`
+overrides: `<key> <name>` lines, the key being the label number, folder name, or ClassLabel name/index.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from datasets_builders.classification import (
+    LabelledImages,
+    build_classification,
+    folder_class_names,
+    read_class_names,
+    scan_class_folders,
+)
+from datasets_builders.hf_images import hf_labelled_images, is_hf_source, open_hf_images, rename_classes
+from datasets_builders.registry import BuildOptions, BuildResult, register
+from forgetkit.errors import ForgetkitError
+
+SPLIT_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+TORCHVISION_FILES = "jpg/image_00001.jpg..., imagelabels.mat ('labels') and setid.mat ('trnid', 'valid', 'tstid')"
+LAYOUTS = (
+    "torchvision's Flowers102 folder (flowers-102/ with jpg/, imagelabels.mat, setid.mat), an ImageFolder "
+    "(SOURCE/<split>/<class>/*.jpg), a datasets save_to_disk folder, or hf:OWNER/NAME"
+)
+
+
+def clip_benchmark_names(key: str) -> list[str]:
+    """One class-name list from clip-benchmark's en_classnames.json (package data; nothing heavy imported)."""
+    text = resources.files("clip_benchmark.datasets").joinpath("en_classnames.json").read_text(encoding="utf-8")
+    return list(json.loads(text)[key])
+
+
+def flowers_names() -> list[str]:
+    """The 102 Oxford Flowers class names in label order (label 1 first)."""
+    return clip_benchmark_names("flowers")
+
+
+@register("flowers102-vqa")
+def build(options: BuildOptions) -> BuildResult:
+    """Flowers102 (torchvision layout, ImageFolder or HF dataset) → 4-option CLIP-hard MCQs (flowers102_vqa_<split>)."""
+    if options.split not in SPLIT_KEYS:
+        raise ForgetkitError(f"flowers102-vqa has no split {options.split!r}; choose one of: train, val, test")
+    dataset = f"flowers102_vqa_{options.split}"
+    if options.source is not None and is_hf_source(options.source):
+        hf = open_hf_images(options.source, options.split)
+        if options.class_names is not None:
+            names = rename_classes(hf.class_names, read_class_names(options.class_names), str(options.class_names))
+        else:
+            names = keyed_names(hf.class_names, hf.where)
+        return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
+    source = options.require_source(LAYOUTS)
+    base = torchvision_base(source)
+    images = torchvision_images(base, options) if base is not None else folder_images(source, options)
+    return build_classification(images, dataset, options)
+
+
+def torchvision_base(source: Path) -> Path | None:
+    """The folder with torchvision's Flowers102 files, if `source` is (or holds) one."""
+    for base in (source / "flowers-102", source):
+        if any((base / name).exists() for name in ("imagelabels.mat", "setid.mat", "jpg")):
+            return base
+    return None
+
+
+def torchvision_images(base: Path, options: BuildOptions) -> LabelledImages:
+    """The split's images in setid.mat order, labelled from imagelabels.mat."""
+    for name in ("jpg", "imagelabels.mat", "setid.mat"):
+        if not (base / name).exists():
+            raise ForgetkitError(f"{base / name} is missing; torchvision's Flowers102 folder holds {TORCHVISION_FILES}")
+    label_file, split_file = base / "imagelabels.mat", base / "setid.mat"
+    labels = integer_vector(load_mat(label_file, "an imagelabels.mat with 'labels'"), "labels", label_file)
+    key = SPLIT_KEYS[options.split]
+    ids = integer_vector(load_mat(split_file, "a setid.mat with 'trnid', 'valid', 'tstid'"), key, split_file)
+    if ids.min() < 1 or ids.max() > len(labels):
+        raise ForgetkitError(
+            f"{split_file}: '{key}' holds image ids outside 1..{len(labels)} (imagelabels.mat labels "
+            f"{len(labels)} images); the two files are from different releases"
+        )
+    names = flowers_names()
+    keys = [str(number) for number in range(1, len(names) + 1)]
+    split_labels = labels[ids - 1] - 1
+    if split_labels.min() < 0 or split_labels.max() >= len(names):
+        raise ForgetkitError(
+            f"{label_file}: labels must be 1..{len(names)}, found {split_labels.min() + 1}..{split_labels.max() + 1}"
+        )
+    if options.class_names is not None:
+        names = folder_class_names(keys, read_class_names(options.class_names), str(options.class_names))
+    paths = [base / "jpg" / f"image_{image_id:05d}.jpg" for image_id in ids.tolist()]
+    return LabelledImages(paths, split_labels, names, base)
+
+
+def folder_images(source: Path, options: BuildOptions) -> LabelledImages:
+    root = split_folder(source, options.split, SPLIT_FOLDERS)
+    folders, paths, labels = scan_class_folders(root)
+    if options.class_names is not None:
+        names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
+    else:
+        names = keyed_names(folders, str(root))
+    return LabelledImages(paths, labels, names, root)
+
+
+def keyed_names(keys: Sequence[str], where: str) -> list[str]:
+    """Class names for folder or ClassLabel keys: numbers name classes by label (1-based, or 0-based when
+    a 0 is among them); other keys are names already."""
+    if not all(key.isdigit() for key in keys):
+        return list(keys)
+    names = flowers_names()
+    offset = 0 if any(int(key) == 0 for key in keys) else 1
+    numbers = [int(key) - offset for key in keys]
+    bad = [key for key, number in zip(keys, numbers) if number >= len(names)]
+    if bad:
+        raise ForgetkitError(
+            f"{where}: class {bad[0]!r} is past Flowers102's {len(names)} classes; pass --class-names FILE"
+        )
+    return [names[number] for number in numbers]
+
+
+def split_folder(source: Path, split: str, aliases: Mapping[str, Sequence[str]]) -> Path:
+    """`source/<split>` (or an alias such as valid/), else `source` itself, unless it has other splits' folders."""
+    if not source.is_dir():
+        raise ForgetkitError(f"source {source} is not a folder")
+    for name in aliases.get(split, (split,)):
+        if (source / name).is_dir():
+            return source / name
+    known = {name for names in aliases.values() for name in names}
+    present = sorted(child.name for child in source.iterdir() if child.is_dir() and child.name in known)
+    if present:
+        raise ForgetkitError(f"{source} has no folder for split {split!r} (it has {', '.join(present)})")
+    return source
+
+
+def load_mat(path: Path, expected: str) -> dict:
+    """A MATLAB .mat file as scipy.io.loadmat reads it (squeezed); unreadable → an error naming the file.
+
+    Any exception counts: on a damaged file scipy raises MatReadError, ValueError, IndexError and more.
+    """
+    try:
+        return scipy.io.loadmat(path, squeeze_me=True)
+    except Exception as err:
+        raise ForgetkitError(f"cannot read {path} as a MATLAB .mat file ({err}); expected {expected}") from None
+
+
+def integer_vector(mat: dict, key: str, path: Path) -> np.ndarray:
+    """Variable `key` of a loaded .mat as a 1-D int64 array (MATLAB stores these as doubles or ints)."""
+    if key not in mat:
+        found = ", ".join(sorted(name for name in mat if not name.startswith("__"))) or "none"
+        raise ForgetkitError(f"{path} has no variable {key!r} (it has: {found})")
+    values = np.atleast_1d(np.asarray(mat[key]))
+    if values.ndim != 1 or not len(values) or values.dtype.kind not in "iuf" or np.any(values != np.round(values)):
+        raise ForgetkitError(
+            f"{path}: {key!r} must be a non-empty vector of whole numbers, got {values.dtype} of shape {values.shape}"
+        )
+    return values.astype(np.int64)
