@@ -39,7 +39,15 @@ import numpy as np
 from PIL import Image
 
 from datasets_builders.output import export
-from datasets_builders.rare_domains import Skips, check_split, mcq_records, sample_options, with_suffix, write_image
+from datasets_builders.rare_domains import (
+    Skips,
+    check_split,
+    mcq_records,
+    sample_options,
+    seeded_subset,
+    with_suffix,
+    write_image,
+)
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -156,15 +164,9 @@ def build(options: BuildOptions) -> BuildResult:
     if not len(cells):
         raise ForgetkitError(f"no labelled cells fall in the {options.split} split; change --param train_fraction")
 
-    cell = np.repeat(cells, len(channels))
-    label = np.repeat(labels, len(channels))
-    channel = np.tile(np.arange(len(channels)), len(cells))
-    if options.limit is not None:
-        if options.limit < 1:
-            raise ForgetkitError(f"--limit must be at least 1, got {options.limit}")
-        if options.limit < len(cell):
-            chosen = np.sort(question_rng.choice(len(cell), size=options.limit, replace=False))
-            cell, label, channel = cell[chosen], label[chosen], channel[chosen]
+    chosen = seeded_subset(len(cells) * len(channels), options.limit, question_rng)
+    cell, label = cells[chosen // len(channels)], labels[chosen // len(channels)]
+    channel = chosen % len(channels)
     wording = question_rng.integers(len(QUESTIONS), size=len(cell))
     names = [*CLASS_NAMES, *FIXED_OPTIONS]
     option_ids, answers = sample_options(

@@ -42,7 +42,15 @@ from PIL import Image
 
 from datasets_builders.classification import IMAGE_SUFFIXES, image_ref
 from datasets_builders.output import export
-from datasets_builders.rare_domains import Skips, check_split, mcq_records, sample_options, with_suffix, write_image
+from datasets_builders.rare_domains import (
+    Skips,
+    check_split,
+    mcq_records,
+    sample_options,
+    seeded_subset,
+    with_suffix,
+    write_image,
+)
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -140,12 +148,8 @@ def build(options: BuildOptions) -> BuildResult:
     frames, truth, unlabelled = labelled_frames(videos, annotations, video_files, position, frames_dir, every, skips)
 
     rng = np.random.default_rng(options.seed)
-    if options.limit is not None:
-        if options.limit < 1:
-            raise ForgetkitError(f"--limit must be at least 1, got {options.limit}")
-        if options.limit < len(frames):
-            chosen = np.sort(rng.choice(len(frames), size=options.limit, replace=False))
-            frames, truth = [frames[i] for i in chosen], truth[chosen]
+    chosen = seeded_subset(len(frames), options.limit, rng)
+    frames, truth = [frames[i] for i in chosen], truth[chosen]
     fixed = [position[i] for i in FIXED_IDS]
     pool = [p for i, p in position.items() if i not in FIXED_IDS]
     option_ids, answers = sample_options(truth, pool, fixed, rng)

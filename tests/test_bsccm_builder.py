@@ -245,6 +245,8 @@ def test_bad_input_gets_a_clear_error(bsccm: Path, tmp_path: Path) -> None:
         build(bsccm, tmp_path, split="val")
     with pytest.raises(ForgetkitError, match="'DF_51' is not one of the paper's 23 channels"):
         build(bsccm, tmp_path, params={"channels": "DF_50,DF_51"})
+    with pytest.raises(ForgetkitError, match="--limit must be at least 1"):
+        build(bsccm, tmp_path, limit=0)
     with pytest.raises(ForgetkitError, match="train_fraction=1.5 must be a number between 0 and 1"):
         build(bsccm, tmp_path, params={"train_fraction": "1.5"})
     source = tmp_path / "no-markers"
