@@ -38,7 +38,9 @@ LAYOUTS = (
 
 @register(
     "imagenetv2-vqa",
-    params={"variant": f"which ImageNetV2 folder to read under --source: {', '.join(VARIANTS)} (matched-frequency)"},
+    params={
+        "variant": f"which ImageNetV2 folder to read under --source: {', '.join(VARIANTS)} (default matched-frequency)"
+    },
 )
 def build(options: BuildOptions) -> BuildResult:
     """ImageNetV2 class-index folders or a Hugging Face dataset → 4-option CLIP-hard MCQs (imagenetv2_vqa_<split>)."""
@@ -49,7 +51,7 @@ def build(options: BuildOptions) -> BuildResult:
     dataset = f"imagenetv2_vqa_{options.split}"
     if options.source is not None and is_hf_source(options.source):
         return build_classification(hf_imagenet_images(options.source, options, dataset), dataset, options)
-    root = variant_root(options.require_source(LAYOUTS), options.param("variant", VARIANTS[0]) or VARIANTS[0])
+    root = variant_root(options.require_source(LAYOUTS), options.param("variant") or VARIANTS[0])
     folders, paths, labels = scan_class_folders(root)
     if options.class_names is not None:
         names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
