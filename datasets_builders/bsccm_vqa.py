@@ -13,7 +13,7 @@ skipped, and so is a cell that falls in two gates (`ambiguous_cells`).
 Questions: one per labelled cell and channel, as in the paper ("we collect images from all 23
 channels"). The wording is one of the paper's seven, drawn per question, with `{channel_type}` spelled
 the way the paper's Table 4 does ("brightfield", "dark field (50 illumination)", "differential phase
-contrast (left illumination)"), then the paper's answer suffix.
+contrast (left illumination)"); the paper's answer suffix follows the options.
 
 Options: the paper's ten class names, given to BSCCM's ten gates in the gates' column order (the
 names the paper's authors gave them; they are not the gates' biology, which BSCCM describes as
@@ -45,7 +45,6 @@ from datasets_builders.rare_domains import (
     mcq_records,
     sample_options,
     seeded_subset,
-    with_suffix,
     write_image,
 )
 from datasets_builders.registry import BuildOptions, BuildResult, register
@@ -182,7 +181,7 @@ def build(options: BuildOptions) -> BuildResult:
         name,
         [f"cell_{cell[i]}/{channels[channel[i]]}" for i in keep],
         [images[i] for i in keep],
-        [with_suffix(QUESTIONS[wording[i]].format(channel_type=channel_type(channels[channel[i]]))) for i in keep],
+        [QUESTIONS[wording[i]].format(channel_type=channel_type(channels[channel[i]])) for i in keep],
         names,
         label[keep],
         option_ids[keep],

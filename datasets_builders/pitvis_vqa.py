@@ -48,7 +48,6 @@ from datasets_builders.rare_domains import (
     mcq_records,
     sample_options,
     seeded_subset,
-    with_suffix,
     write_image,
 )
 from datasets_builders.registry import BuildOptions, BuildResult, register
@@ -57,7 +56,7 @@ from forgetkit.errors import ForgetkitError
 log = logging.getLogger(__name__)
 
 QUESTION = "What is the major surgical instrument being used in this frame?"
-"""Verbatim from the paper (App. B.2); the answer suffix follows it."""
+"""Verbatim from the paper (App. B.2); the answer suffix follows the options."""
 
 INSTRUMENTS = {
     -2: "no_secondary_instrument",
@@ -162,7 +161,7 @@ def build(options: BuildOptions) -> BuildResult:
         name,
         [frames[i].id for i in keep],
         [images[i] for i in keep],
-        [with_suffix(QUESTION)] * len(keep),
+        [QUESTION] * len(keep),
         names,
         truth[keep],
         option_ids[keep],

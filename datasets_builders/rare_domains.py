@@ -24,16 +24,13 @@ log = logging.getLogger(__name__)
 
 N_OPTIONS = 6
 ANSWER_SUFFIX = "Please answer with a single letter (A, B, C, D, E or F)"
-"""Appended to every rare-domain question, verbatim from the paper (App. B.2)."""
+"""Appended after the options of every rare-domain question, verbatim from the paper (App. B.2: "appended
+at the end")."""
 
 SPLITS = ("train", "test")
 """The paper's two sets per rare domain (its LF datasets are bsccm_vqa_train/_test, surgical_vqa_train/_test)."""
 
 _SAVE_ARGS = {".png": {"format": "PNG"}, ".jpg": {"format": "JPEG", "quality": 95}}
-
-
-def with_suffix(question: str) -> str:
-    return f"{question} {ANSWER_SUFFIX}"
 
 
 def check_split(split: str, builder: str) -> None:
@@ -98,6 +95,7 @@ def mcq_records(
             answer=LETTERS[answer],
             class_label=class_names[label],
             source=dataset,
+            instruction=ANSWER_SUFFIX,
         )
         for item, image, question, label, row, answer in zip(ids, images, questions, truth, options, answers)
     ]

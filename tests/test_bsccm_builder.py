@@ -140,10 +140,9 @@ def test_questions_use_the_papers_wordings_for_the_images_channel_and_end_with_t
     for row in rows:
         channel = row["id"].rsplit("/", 1)[1]
         assert row["image"].startswith(f"images/bsccm/camera/{channel}/")
-        assert row["question"].endswith("? " + ANSWER_SUFFIX)
-        stem = row["question"].removesuffix(" " + ANSWER_SUFFIX)
-        matches = [q for q in QUESTIONS if q.format(channel_type=channel_type(channel)) == stem]
-        assert len(matches) == 1, stem
+        assert row["instruction"] == ANSWER_SUFFIX
+        matches = [q for q in QUESTIONS if q.format(channel_type=channel_type(channel)) == row["question"]]
+        assert len(matches) == 1, row["question"]
         wordings.add(matches[0])
     assert wordings == set(QUESTIONS)
 
@@ -190,8 +189,8 @@ def test_normalisation_keeps_the_camera_scale_or_stretches_each_image() -> None:
 def test_lf_rows_and_tsv_carry_six_lettered_options(built: Path) -> None:
     for row in json.loads((built / "bsccm_vqa_test.json").read_text()):
         lines = row["messages"][0]["content"].removeprefix("<image>\n").splitlines()
-        assert lines[0].endswith(ANSWER_SUFFIX)
-        assert [line[:3] for line in lines[1:]] == ["A. ", "B. ", "C. ", "D. ", "E. ", "F. "]
+        assert lines[-1] == ANSWER_SUFFIX
+        assert [line[:3] for line in lines[1:-1]] == ["A. ", "B. ", "C. ", "D. ", "E. ", "F. "]
         assert row["messages"][1]["content"] in "ABCDEF"
     header = (built / "bsccm_vqa_test.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["index", "image", "question", "A", "B", "C", "D", "E", "F", "answer", "category"]

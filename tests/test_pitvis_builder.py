@@ -93,7 +93,7 @@ def test_each_frame_is_labelled_with_the_main_instrument_of_its_second(built: Pa
     for row in records(built) + records(built, "train"):
         video, index = frame_of(row)
         assert row["class_label"] == row["answer_text"] == INSTRUMENTS[INSTRUMENT1[video][index // FPS]]
-        assert row["question"] == f"{QUESTION} {ANSWER_SUFFIX}"
+        assert row["question"] == QUESTION and row["instruction"] == ANSWER_SUFFIX
 
 
 def test_options_are_the_fixed_three_the_truth_and_random_instruments(built: Path) -> None:
@@ -131,7 +131,8 @@ def test_frames_are_written_as_jpegs_under_images_pitvis(built: Path) -> None:
 def test_lf_json_has_six_lettered_options_and_tsv_six_columns(built: Path) -> None:
     for row in json.loads((built / "pitvis_vqa_test.json").read_text()):
         lines = row["messages"][0]["content"].removeprefix("<image>\n").splitlines()
-        assert [line[:3] for line in lines[1:]] == ["A. ", "B. ", "C. ", "D. ", "E. ", "F. "]
+        assert [line[:3] for line in lines[1:-1]] == ["A. ", "B. ", "C. ", "D. ", "E. ", "F. "]
+        assert lines[-1] == ANSWER_SUFFIX
     header = (built / "pitvis_vqa_test.tsv").read_text().splitlines()[0].split("\t")
     assert header[3:9] == list("ABCDEF")
 
