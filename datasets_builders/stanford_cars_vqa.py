@@ -60,7 +60,7 @@ def build(options: BuildOptions) -> BuildResult:
         return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
     source = options.require_source(LAYOUTS)
     base = source / "stanford_cars" if (source / "stanford_cars").is_dir() else source
-    if (base / "devkit").is_dir():
+    if any((base / name).exists() for name in ("devkit", "cars_train", "cars_test", "cars_test_annos_withlabels.mat")):
         images = devkit_images(base, options)
     else:
         images = folder_images(source, options)

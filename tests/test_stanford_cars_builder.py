@@ -98,9 +98,10 @@ def test_missing_devkit_files_and_malformed_annotations_are_named(
     scipy.io.savemat(base / "cars_test_annos_withlabels.mat", {"annotations": annotations([1, 7])})
     with pytest.raises(ForgetkitError, match=r"class must be 1..6 \(cars_meta.mat has 6 names\), found 1..7"):
         build(source, tmp_path / "out", offline_clip)
-    (base / "devkit" / "cars_meta.mat").unlink()
+    shutil.rmtree(base / "devkit")
     with pytest.raises(ForgetkitError, match=r"devkit/cars_meta.mat is missing; the Stanford Cars devkit names"):
         build(source, tmp_path / "out", offline_clip)
+    (base / "devkit").mkdir()
     (base / "devkit" / "cars_meta.mat").write_bytes(b"MATLAB 5.0 MAT-file, but then nothing")
     with pytest.raises(ForgetkitError, match=r"cannot read .*cars_meta.mat as a MATLAB .mat file"):
         build(source, tmp_path / "out", offline_clip)
