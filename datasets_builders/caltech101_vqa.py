@@ -8,7 +8,7 @@ The `BACKGROUND_Google` category is left out, as torchvision does: it is clutter
 
 Splits: Caltech101 has no official one. The classic protocol (Fei-Fei et al. 2004; VTAB) trains on 30
 images per class and tests on the rest; here each class's images, in sorted order, are permuted by a
-generator seeded with (`split_seed`, CRC-32 of the category name), the first `train_per_class` are `train`
+generator seeded with (`split_seed`, CRC-32 of the lower-cased category name), the first `train_per_class` are `train`
 and the rest `test`. Seeding per category keeps a class's split fixed when other classes change, and
 `split_seed` is separate from `--seed`, so train and test stay disjoint whatever seeds the MCQs use.
 A Hugging Face source with both splits is taken as published; one with a single split is divided this way.
@@ -136,7 +136,7 @@ def per_class_split(labels: np.ndarray, keys: Sequence[str], split: str, train_p
     chosen = []
     for label, key in enumerate(keys):
         members = np.flatnonzero(labels == label)
-        order = np.random.default_rng([seed, zlib.crc32(key.encode())]).permutation(len(members))
+        order = np.random.default_rng([seed, zlib.crc32(key.lower().encode())]).permutation(len(members))
         part = order[:train_per_class] if split == "train" else order[train_per_class:]
         chosen.append(members[part])
     picked = np.sort(np.concatenate(chosen))
