@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +33,16 @@ TEMPLATES = "SIMPLE_IMAGENET_TEMPLATES"
 class LabelledImages:
     """A classification source after scanning: image files, their class index, the class names.
 
-    `root` is what record ids are made relative to (so ids do not depend on where the data lives).
+    `root` is what record ids are made relative to (so ids do not depend on where the data lives);
+    `dropped` holds source items left out while reading (no label, no image), with the reason, for
+    the manifest.
     """
 
     paths: list[Path]
     labels: np.ndarray
     class_names: list[str]
     root: Path
+    dropped: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.paths) != len(self.labels):
@@ -54,13 +57,14 @@ class LabelledImages:
         if limit < 1:
             raise ForgetkitError(f"--limit must be at least 1, got {limit}")
         keep = np.sort(np.random.default_rng(seed).choice(len(self.paths), size=limit, replace=False))
-        return LabelledImages([self.paths[i] for i in keep], self.labels[keep], self.class_names, self.root)
+        return replace(self, paths=[self.paths[i] for i in keep], labels=self.labels[keep])
 
 
 def build_classification(images: LabelledImages, dataset: str, options: BuildOptions) -> BuildResult:
     """`--limit` subset → CLIP-hard MCQs → every output format plus manifest."""
     images = images.subset(options.limit, options.seed)
-    records, skipped = classification_records(images, dataset, options)
+    records, unreadable = classification_records(images, dataset, options)
+    skipped = {**images.dropped, **unreadable}
     details = {"clip_templates": TEMPLATES, "class_names": len(images.class_names)}
     return export(records, dataset, options, skipped=skipped, details=details)
 

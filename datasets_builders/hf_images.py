@@ -144,7 +144,11 @@ def hf_labelled_images(images: HFImages, class_names: list[str], options: BuildO
     paths, written = _write_images(images, rows, folder, options.strict)
     kept = np.asarray([path is not None for path in paths], dtype=bool)
     log.info("%s: %d image files in %s (%d written, the rest already there)", dataset, kept.sum(), folder, written)
-    return LabelledImages([path for path in paths if path is not None], images.labels[rows[kept]], class_names, folder)
+    dropped = {f"{images.where} row {row}": "no label" for row in np.flatnonzero(images.labels < 0).tolist()}
+    dropped |= {f"{images.where} row {row}": "no image bytes and no readable path" for row in rows[~kept].tolist()}
+    return LabelledImages(
+        [path for path in paths if path is not None], images.labels[rows[kept]], class_names, folder, dropped
+    )
 
 
 def _load(source: Path) -> tuple[datasets.Dataset | datasets.DatasetDict, str]:

@@ -93,7 +93,7 @@ def _finish(
     digests = {path.name: _sha256(path) for path in files}
     manifest = {
         "dataset": dataset,
-        "source": str(options.source.resolve()) if options.source is not None else None,
+        "source": _source(options),
         "split": options.split,
         "seed": options.seed,
         "limit": options.limit,
@@ -109,6 +109,13 @@ def _finish(
     manifest_path = _manifest_path(dataset, options)
     atomic.write_json(manifest_path, manifest)
     return BuildResult(dataset, counts["records"], (*files, info_path, manifest_path), counts["skipped"])
+
+
+def _source(options: BuildOptions) -> str | None:
+    """A local source as an absolute path; a hub name (`hf:owner/name`) as given."""
+    if options.source is None:
+        return None
+    return str(options.source) if str(options.source).startswith("hf:") else str(options.source.resolve())
 
 
 def _sha256(path: Path) -> str:

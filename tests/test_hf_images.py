@@ -131,7 +131,12 @@ def test_a_corrupt_image_is_skipped_and_counted_and_a_row_without_image_too(
     built = check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, CLIP_NAMES))
     assert len(built) == len(VAL_LABELS) - 2
     skipped = manifest(out, "imagenet_vqa_val")["skipped"]
-    assert [item["item"] for item in skipped] == [str(out / "images" / "imagenet_vqa_val" / "1.jpg")]
+    reasons = {item["item"]: item["reason"] for item in skipped}
+    assert len(reasons) == 2
+    assert "UnidentifiedImageError" in reasons[str(out / "images" / "imagenet_vqa_val" / "1.jpg")]
+    assert [reason for item, reason in reasons.items() if item.endswith("row 2")] == [
+        "no image bytes and no readable path"
+    ]
     with pytest.raises(ForgetkitError, match="row 2 has no image"):
         build(source, tmp_path / "strict", offline_clip, strict=True)
 
