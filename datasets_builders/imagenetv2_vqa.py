@@ -43,7 +43,7 @@ LAYOUTS = (
     },
 )
 def build(options: BuildOptions) -> BuildResult:
-    """ImageNetV2 class-index folders or a Hugging Face dataset → 4-option CLIP-hard MCQs (imagenetv2_vqa_<split>)."""
+    """ImageNetV2 class-index folders or a Hugging Face dataset -> 4-option CLIP-hard MCQs (imagenetv2_vqa_<split>)."""
     if options.split not in SPLITS:
         raise ForgetkitError(
             f"imagenetv2-vqa has no split {options.split!r}: ImageNetV2 is one test set; pass --split test or val"

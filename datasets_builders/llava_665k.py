@@ -1,4 +1,4 @@
-"""LLaVA-665K (LLaVA-1.5's visual instruction mix) → LF sharegpt rows, the general data of the paper's
+"""LLaVA-665K (LLaVA-1.5's visual instruction mix) -> LF sharegpt rows, the general data of the paper's
 data-hybrid recipe (§4.3, Fig. 4); its `ocr_vqa/` part is the OCR-VQA mix.
 
 Source: `llava_v1_5_mix665k.json` (HF liuhaotian/LLaVA-Instruct-150K), one JSON list of

@@ -1,5 +1,5 @@
 """MLLM-CL domain continual learning (paper §5, App. B.3, C.5): five domains learned one after another,
-RS (RSVQA) → Med (PathVQA) → AD (DriveLM) → Sci (AI2D, SciVerse, MapQA, TQA) → Fin (StockQA).
+RS (RSVQA) -> Med (PathVQA) → AD (DriveLM) → Sci (AI2D, SciVerse, MapQA, TQA) → Fin (StockQA).
 
 Source: the benchmark as MLLM-CL's README (github bjzhb666/MLLM-CL) lays it out after downloading
 HF MLLM-CL/MLLM-CL; `--source` is the folder holding the five domain folders:

@@ -48,7 +48,7 @@ LAYOUTS = (
 
 @register("stanford-cars-vqa")
 def build(options: BuildOptions) -> BuildResult:
-    """Stanford Cars (devkit, ImageFolder or HF dataset) → 4-option CLIP-hard MCQs (stanford_cars_vqa_<split>)."""
+    """Stanford Cars (devkit, ImageFolder or HF dataset) -> 4-option CLIP-hard MCQs (stanford_cars_vqa_<split>)."""
     if options.split not in SPLITS:
         raise ForgetkitError(f"stanford-cars-vqa has no split {options.split!r}; choose train or test")
     dataset = f"stanford_cars_vqa_{options.split}"
