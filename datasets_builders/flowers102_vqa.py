@@ -59,7 +59,7 @@ def flowers_names() -> list[str]:
 
 @register("flowers102-vqa")
 def build(options: BuildOptions) -> BuildResult:
-    """Flowers102 (torchvision layout, ImageFolder or HF dataset) -> 4-option CLIP-hard MCQs (flowers102_vqa_<split>)."""
+    """Flowers102 (torchvision layout, ImageFolder, HF dataset) -> 4-option CLIP-hard MCQs (flowers102_vqa_<split>)."""
     if options.split not in SPLIT_KEYS:
         raise ForgetkitError(f"flowers102-vqa has no split {options.split!r}; choose one of: train, val, test")
     dataset = f"flowers102_vqa_{options.split}"

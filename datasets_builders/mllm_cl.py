@@ -20,8 +20,6 @@ so a domain's replay rows are the same whichever later domain asks for them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import posixpath
 import zlib
@@ -33,7 +31,6 @@ from datasets_builders.classification import image_ref
 from datasets_builders.llava_665k import convert_conversations, existing_files, load_json_list, seeded_subset
 from datasets_builders.output import export_rows
 from datasets_builders.registry import BuildOptions, BuildResult, register
-from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
 
@@ -166,17 +163,6 @@ def _question_problem(row: object, seen: set) -> str | None:
     return None
 
 
-def write_meta(meta: list[dict], dataset: str, options: BuildOptions) -> Path:
-    """The meta JSONL beside the LF JSON; the stale manifest goes first so none vouches for a half-done build."""
-    options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / f"{dataset}.manifest.json").unlink(missing_ok=True)
-    path = options.out / f"{dataset}.meta.jsonl"
-    with atomic.atomic_open(path) as handle:
-        for row in meta:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    return path
-
-
 @register(
     "mllm-cl",
     params={
@@ -207,14 +193,12 @@ def build_test(source: Path, domain: str, options: BuildOptions) -> BuildResult:
     rows, meta, skipped = question_rows(source, domain, options)
     keep = seeded_subset(len(rows), options.limit, options.seed)
     dataset = f"mllmcl_{domain.lower()}_test"
-    meta_path = write_meta([meta[k] for k in keep], dataset, options)
-    details = {
-        "domain": domain,
-        "meta": meta_path.name,
-        "meta_sha256": hashlib.sha256(meta_path.read_bytes()).hexdigest(),
-    }
+    details = {"domain": domain, "meta": f"{dataset}.meta.jsonl"}
     entry = lf_dataset_entry(f"{dataset}.json")
-    return export_rows([rows[k] for k in keep], dataset, options, entry, skipped=skipped, details=details)
+    sidecars = {"meta": [meta[k] for k in keep]}
+    return export_rows(
+        [rows[k] for k in keep], dataset, options, entry, sidecars=sidecars, skipped=skipped, details=details
+    )
 
 
 def build_train(source: Path, domain: str, replay: int | None, options: BuildOptions) -> BuildResult:

@@ -35,7 +35,7 @@ def export(
     json_path = out / f"{dataset}.json"
     exporters.write_lf_json(records, json_path)
     records_path = out / f"{dataset}.records.jsonl"
-    exporters.write_records_jsonl(records, records_path)
+    exporters.write_jsonl((record.to_dict() for record in records), records_path)
     files = [json_path, records_path]
     if options.write_tsv:
         tsv_path = out / f"{dataset}.tsv"
@@ -57,16 +57,28 @@ def export_rows(
     options: BuildOptions,
     entry: dict,
     *,
+    sidecars: Mapping[str, Sequence[dict]] | None = None,
     skipped: Mapping[str, str] | None = None,
     details: Mapping[str, object] | None = None,
 ) -> BuildResult:
-    """Write ready LF rows (conversations that are not 4-option MCQs, e.g. LLaVA-665K) and their manifest."""
+    """Write ready LF rows (conversations that are not 4-option MCQs, e.g. LLaVA-665K) and their manifest.
+
+    Each `sidecars` entry `kind → rows` becomes `<dataset>.<kind>.jsonl`, row-aligned with the LF JSON
+    (e.g. MLLM-CL's question ids and answers, which its matchers need).
+    """
     if not rows:
         raise ForgetkitError(f"{dataset}: no rows to write (every source item was skipped or filtered out)")
-    json_path = _begin(dataset, options) / entry["file_name"]
+    out = _begin(dataset, options)
+    json_path = out / entry["file_name"]
     exporters.write_lf_rows(rows, json_path)
+    files = [json_path]
+    for kind, sidecar in (sidecars or {}).items():
+        if len(sidecar) != len(rows):
+            raise ValueError(f"{dataset}: sidecar {kind!r} has {len(sidecar)} rows for {len(rows)} LF rows")
+        files.append(out / f"{dataset}.{kind}.jsonl")
+        exporters.write_jsonl(sidecar, files[-1])
     counts = {"records": len(rows), "skipped": len(skipped or {})}
-    return _finish(dataset, options, [json_path], counts, skipped, details, entry)
+    return _finish(dataset, options, files, counts, skipped, details, entry)
 
 
 def _manifest_path(dataset: str, options: BuildOptions) -> Path:
