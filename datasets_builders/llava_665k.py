@@ -14,7 +14,6 @@ gpt turns are dropped and the one `<image>` moves to the start of its turn (`<im
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import posixpath
@@ -29,6 +28,7 @@ from datasets_builders.output import export_rows
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
+from forgetkit.jsonfile import read_json
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,7 @@ def existing_files(root: Path, relative: Sequence[str]) -> np.ndarray:
 
 def load_json_list(path: Path) -> list:
     """A JSON list file, with a one-line error for anything else."""
-    if not path.is_file():
-        raise ForgetkitError(f"{path} does not exist")
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ForgetkitError(f"{path} is not valid JSON ({err}); re-download it") from None
-    if not isinstance(rows, list):
-        raise ForgetkitError(f"{path} must hold a JSON list of rows, found a {type(rows).__name__}")
-    return rows
+    return read_json(path, list, "check --source, or re-download the file")
 
 
 def convert_conversations(

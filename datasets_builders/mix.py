@@ -26,6 +26,7 @@ from datasets_builders.output import export_rows
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
 
 STRATEGY = "interleave_over"
 
@@ -65,16 +66,7 @@ def mix_plan(base: str, specs: tuple[str, ...]) -> tuple[list[str], list[Decimal
 
 
 def read_dataset_info(out: Path) -> dict:
-    path = out / "dataset_info.json"
-    if not path.is_file():
-        raise ForgetkitError(f"{path} does not exist; build the datasets to mix into --out {out} first")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ForgetkitError(f"{path} is not valid JSON ({err}); fix or delete it, then rebuild") from None
-    if not isinstance(info, dict):
-        raise ForgetkitError(f"{path} must hold a JSON object of dataset entries")
-    return info
+    return read_json(out / "dataset_info.json", dict, f"build the datasets to mix into --out {out} first")
 
 
 def require_entries(info: dict, names: list[str], out: Path) -> None:

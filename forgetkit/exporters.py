@@ -14,6 +14,7 @@ from pathlib import Path
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
 from forgetkit.records import LETTERS, MCQRecord
 
 IMAGE_TOKEN = "<image>"
@@ -75,14 +76,7 @@ def write_jsonl(rows: Iterable[dict], path: Path) -> int:
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
     """Add or replace one entry of `dataset_dir/dataset_info.json`, keeping every other entry."""
     info_path = dataset_dir / "dataset_info.json"
-    info: dict = {}
-    if info_path.exists():
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ForgetkitError(f"{info_path} is not valid JSON ({err}); fix or delete it, then rerun") from None
-        if not isinstance(info, dict):
-            raise ForgetkitError(f"{info_path} must hold a JSON object of dataset entries")
+    info = read_json(info_path, dict, "fix or delete it, then rerun") if info_path.exists() else {}
     info[name] = entry
     atomic.write_json(info_path, info)
     return info_path
