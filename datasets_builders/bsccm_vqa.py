@@ -32,7 +32,9 @@ reuses what is there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -285,7 +287,8 @@ def _open(source: Path, channels: tuple[str, ...]):
             f"{source} has no BSCCM_surface_markers.csv, which holds the cell-type labels; download a BSCCM variant "
             "that includes it (BSCCM, BSCCM-tiny or BSCCMNIST)"
         )
-    dataset = BSCCM(str(source))
+    with contextlib.redirect_stdout(sys.stderr):  # the package prints "Opening ..." where our results go
+        dataset = BSCCM(str(source))
     available = set(dataset.led_array_channel_names)
     absent = [name for name in channels if name not in available]
     if absent:
