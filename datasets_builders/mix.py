@@ -27,8 +27,7 @@ from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
-
-STRATEGY = "interleave_over"
+from forgetkit.mixing import lf_settings, mix_plan, number
 
 
 def parse_with(spec: str) -> tuple[str, Decimal]:
@@ -45,24 +44,10 @@ def parse_with(spec: str) -> tuple[str, Decimal]:
     return name.strip(), ratio
 
 
-def mix_plan(base: str, specs: tuple[str, ...]) -> tuple[list[str], list[Decimal], list[str]]:
-    """Datasets and their sampling probabilities [1 - sum(r), r1, r2, ...], plus the datasets left out at ratio 0.
-
-    A ratio-0 dataset is left out rather than given probability 0: HF's all_exhausted loop would wait
-    for it to be exhausted forever.
-    """
+def plan_from_specs(base: str, specs: tuple[str, ...]) -> tuple[list[str], list[Decimal], list[str]]:
     if not specs:
         raise ForgetkitError("mix needs at least one --with NAME:RATIO, e.g. --with llava_665k:0.5")
-    pairs = [parse_with(spec) for spec in specs]
-    names = [base] + [name for name, _ in pairs]
-    if len(set(names)) != len(names):
-        raise ForgetkitError(f"a dataset appears twice in the mix: {', '.join(names)}")
-    total = sum(ratio for _, ratio in pairs)
-    if total >= 1:
-        raise ForgetkitError(f"the --with ratios add up to {total}; they must stay below 1 to leave rows for {base}")
-    kept = [(name, ratio) for name, ratio in pairs if ratio > 0]
-    dropped = [name for name, ratio in pairs if ratio == 0]
-    return [base] + [name for name, _ in kept], [1 - total] + [ratio for _, ratio in kept], dropped
+    return mix_plan(base, [parse_with(spec) for spec in specs])
 
 
 def read_dataset_info(out: Path) -> dict:
@@ -77,19 +62,6 @@ def require_entries(info: dict, names: list[str], out: Path) -> None:
                 f"dataset {name!r} is not in {out / 'dataset_info.json'}; available: {available}. "
                 "Build it into the same --out first"
             )
-
-
-def number(value: Decimal) -> str:
-    """A ratio as LF reads it: `0.5`, never `5E-1` or `0.50`."""
-    return format(value.normalize(), "f")
-
-
-def lf_settings(names: list[str], probs: list[Decimal]) -> dict[str, str]:
-    """The LF training-config keys that make this mix; one dataset needs no mixing keys."""
-    settings = {"dataset": ",".join(names)}
-    if len(names) > 1:
-        settings |= {"mix_strategy": STRATEGY, "interleave_probs": ",".join(number(p) for p in probs)}
-    return settings
 
 
 def default_name(base: str, specs: tuple[str, ...]) -> str:
@@ -165,7 +137,7 @@ def build(options: BuildOptions) -> BuildResult:
     """A base LF dataset mixed with --with NAME:RATIO datasets: LF interleave_over settings, or --materialize rows."""
     if not options.base:
         raise ForgetkitError("mix needs --base NAME, the dataset the mix is built around, e.g. imagenet_vqa_train")
-    names, probs, dropped = mix_plan(options.base, options.mix)
+    names, probs, dropped = plan_from_specs(options.base, options.mix)
     mix_name = options.param("name") or default_name(options.base, options.mix)
     if not mix_name or any(c in mix_name for c in ",/\\") or mix_name.startswith("."):
         raise ForgetkitError(f"mix name {mix_name!r} must be a plain file name without ',' or '/'")

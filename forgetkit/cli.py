@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.recipes import Part, Scheduler
+from forgetkit.recipes import Method, Part, Scheduler
 
 app = typer.Typer(
     help=(
@@ -132,22 +132,56 @@ def build_data(
 
 @app.command("render-config")
 def render_config(
-    part: Annotated[Part, typer.Option(help="Trainable part; the rest is frozen.")] = Part.llm,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-6,
+    preset: Annotated[
+        str | None, typer.Option(help="A recipe of the papers by name (--list-presets); other options override it.")
+    ] = None,
+    list_presets: Annotated[
+        bool, typer.Option("--list-presets", help="Print every preset with its numbers and source, then exit.")
+    ] = False,
     model: Annotated[
-        str, typer.Option(help="Registry name (qwen2.5-vl-3b, ...), local path or hub id.")
-    ] = "qwen2.5-vl-3b",
+        str | None,
+        typer.Option(
+            help="qwen2.5-vl-3b (default), qwen2.5-vl-7b, llava-1.5-7b, or a local path / hub id + --template."
+        ),
+    ] = None,
     template: Annotated[str | None, typer.Option(help="LF chat template; required for unregistered models.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Global batch size.")] = 16,
-    gpus: Annotated[int, typer.Option(help="Devices in the job; accumulation = batch / (per-device x gpus).")] = 1,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 80000,
-    scheduler: Annotated[Scheduler, typer.Option(help="Learning-rate schedule.")] = Scheduler.cosine,
-    warmup: Annotated[float, typer.Option(help="Warmup as a ratio of the steps.")] = 0.1,
-    save_steps: Annotated[int, typer.Option(help="Save a checkpoint every this many steps.")] = 2000,
-    dataset: Annotated[str, typer.Option(help="LF dataset name(s), comma-separated.")] = "imagenet_vqa_train",
+    part: Annotated[
+        Part | None,
+        typer.Option(
+            help="Trainable part, the rest frozen (default llm). attn = LLM self-attention q/k/v/o only (LF freeze "
+            "tuning); mlp-gate-up = LLM MLP gate+up only, as LoRA on gate_proj,up_proj (needs --method lora)."
+        ),
+    ] = None,
+    method: Annotated[Method | None, typer.Option(help="full (default) or lora.")] = None,
+    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank (default 8).")] = None,
+    lora_target: Annotated[
+        str | None, typer.Option(help="LoRA modules, e.g. q_proj,v_proj (default: what --part implies).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-6).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Global batch size (default 16).")] = None,
+    gpus: Annotated[
+        int, typer.Option(help="World size (GPUs over all nodes); per-device batch x accumulation x gpus = batch.")
+    ] = 1,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (default 80000).")] = None,
+    epochs: Annotated[float | None, typer.Option(help="Epochs instead of steps.")] = None,
+    scheduler: Annotated[Scheduler | None, typer.Option(help="Learning-rate schedule (default cosine).")] = None,
+    warmup: Annotated[float | None, typer.Option(help="Warmup as a ratio of the steps (default 0.1).")] = None,
+    save_steps: Annotated[
+        int | None, typer.Option(help="Save a checkpoint every this many steps (default 2000).")
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option(help="LF dataset name(s), comma-separated; the first is the base of a mix.")
+    ] = "imagenet_vqa_train",
+    mix_ratio: Annotated[
+        str | None,
+        typer.Option(help="Share of rows from each dataset after the first, e.g. 0.5 (LF interleave_over)."),
+    ] = None,
     dataset_dir: Annotated[str, typer.Option(help="Folder holding dataset_info.json.")] = "data",
+    deepspeed: Annotated[
+        str | None, typer.Option(help="z2 or z3 (shipped ZeRO configs) or a DeepSpeed JSON path.")
+    ] = None,
     output_dir: Annotated[
-        str | None, typer.Option(help="Where LF writes checkpoints (default: saves/<model>/<part>-full-<lr>).")
+        str | None, typer.Option(help="Where LF writes checkpoints (default: saves/<model>/<preset or recipe>).")
     ] = None,
     cpu: Annotated[
         bool, typer.Option("--cpu", help="fp32 and no dataloader workers, for machines without a GPU.")
@@ -159,30 +193,43 @@ def render_config(
 ) -> None:
     """Render a LLaMA-Factory training YAML for one recipe (default: the paper's LLM full 1e-6).
 
-    Example: forgetkit render-config --part llm --lr 1e-6 -o train.yaml
+    Examples: forgetkit render-config --part llm --lr 1e-6 -o train.yaml;
+    forgetkit render-config --preset fig2-a --gpus 8 --deepspeed z2
     """
     from forgetkit import atomic
-    from forgetkit.models import resolve_model
-    from forgetkit.recipes import CPU, Hardware, Recipe
-    from forgetkit.render import DataSpec, render_train
-    from forgetkit.render import validate as lf_validate
+    from forgetkit.presets import preset_table
+    from forgetkit.train_config import TrainRequest, render_request
 
-    recipe = Recipe(
-        part=part,
-        lr=lr,
-        batch_size=batch_size,
-        steps=steps,
-        scheduler=scheduler,
-        warmup=warmup,
-        save_steps=save_steps,
+    if list_presets:
+        typer.echo(preset_table())
+        return
+    given = {
+        "part": part,
+        "method": method,
+        "lora_rank": lora_rank,
+        "lora_target": lora_target,
+        "lr": lr,
+        "batch_size": batch_size,
+        "steps": steps,
+        "epochs": epochs,
+        "scheduler": scheduler,
+        "warmup": warmup,
+        "save_steps": save_steps,
+    }
+    request = TrainRequest(
+        preset=preset,
+        recipe={key: value for key, value in given.items() if value is not None},
+        model=model,
+        template=template,
+        datasets=tuple(d.strip() for d in dataset.split(",") if d.strip()),
+        mix_ratios=tuple(r.strip() for r in mix_ratio.split(",")) if mix_ratio else (),
+        dataset_dir=dataset_dir,
+        gpus=gpus,
+        cpu=cpu,
+        deepspeed=deepspeed,
+        output_dir=output_dir,
     )
-    hardware = CPU if cpu else Hardware(devices=gpus)
-    data = DataSpec(dataset_dir=dataset_dir, train=tuple(d.strip() for d in dataset.split(",") if d.strip()))
-    spec = resolve_model(model, template)
-    target = output_dir or f"saves/{spec.name.rstrip('/').rsplit('/', 1)[-1]}/{part.value}-full-{lr:g}"
-    text = render_train(spec, recipe, data, target, hardware)
-    if validate:
-        lf_validate(text)
+    text = render_request(request, check=validate).text
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,17 +11,35 @@ from forgetkit.errors import ForgetkitError
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """`layers` (LLM decoder layers) lets freeze tuning name every layer; None = read from the model's config."""
+
     name: str
     path: str
     template: str
+    layers: int | None = None
+
+    def num_layers(self) -> int:
+        """LLM layer count: the registry's, or `num_hidden_layers` in a local model's config.json."""
+        if self.layers is not None:
+            return self.layers
+        config = Path(self.path).expanduser() / "config.json"
+        if config.is_file():
+            data = json.loads(config.read_text(encoding="utf-8"))
+            count = data.get("num_hidden_layers") or data.get("text_config", {}).get("num_hidden_layers")
+            if isinstance(count, int):
+                return count
+        raise ForgetkitError(
+            f"cannot tell how many LLM layers {self.name} has (no num_hidden_layers in {config}); "
+            "use a registry model or a local model directory"
+        )
 
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_vl"),
-        ModelSpec("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_vl"),
-        ModelSpec("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava"),
+        ModelSpec("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_vl", 36),
+        ModelSpec("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_vl", 28),
+        ModelSpec("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32),
     )
 }
 TINY = "tiny-qwen2.5-vl"
@@ -38,7 +57,7 @@ def resolve_model(name_or_path: str, template: str | None = None) -> ModelSpec:
         return ModelSpec(TINY, str(tiny_model_dir()), template or "qwen2_vl")
     if name_or_path in REGISTRY:
         spec = REGISTRY[name_or_path]
-        return ModelSpec(spec.name, spec.path, template or spec.template)
+        return ModelSpec(spec.name, spec.path, template or spec.template, spec.layers)
     if template is None:
         known = ", ".join([*REGISTRY, TINY])
         raise ForgetkitError(

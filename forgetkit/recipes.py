@@ -15,13 +15,20 @@ from forgetkit.errors import ForgetkitError
 
 
 class Part(str, Enum):
-    """The trainable part; everything else is frozen (LF's `freeze_*` flags)."""
+    """The trainable part; everything else is frozen (LF's `freeze_*` flags).
+
+    `attn` trains only the LLM's self-attention projections (q/k/v/o) of every layer, with LF's freeze
+    tuning. `mlp-gate-up` means the LLM's MLP gate and up projections only (down frozen); LF's freeze
+    tuning cannot select parts of the MLP, so it is LoRA on `gate_proj,up_proj` (`--method lora`).
+    """
 
     llm = "llm"
     vision = "vision"
     projector = "projector"
     llm_projector = "llm+projector"
     all = "all"
+    attn = "attn"
+    mlp_gate_up = "mlp-gate-up"
 
     @property
     def freeze_vision_tower(self) -> bool:
@@ -33,7 +40,26 @@ class Part(str, Enum):
 
     @property
     def freeze_language_model(self) -> bool:
-        return self not in (Part.llm, Part.llm_projector, Part.all)
+        return self not in (Part.llm, Part.llm_projector, Part.all, Part.attn, Part.mlp_gate_up)
+
+    @property
+    def freeze_trainable_modules(self) -> str | None:
+        """LF freeze tuning's module selector inside each LLM layer, for parts that need it."""
+        return "self_attn" if self is Part.attn else None
+
+    @property
+    def lora_target(self) -> str | None:
+        """LF `lora_target` for LoRA on this part; None where LoRA does not apply."""
+        return {
+            Part.llm: "all",
+            Part.attn: "q_proj,k_proj,v_proj,o_proj",
+            Part.mlp_gate_up: "gate_proj,up_proj",
+        }.get(self)
+
+
+class Method(str, Enum):
+    full = "full"
+    lora = "lora"
 
 
 class Scheduler(str, Enum):
@@ -44,36 +70,86 @@ class Scheduler(str, Enum):
 
 @dataclass(frozen=True)
 class Recipe:
-    """The paper's default (App. C.1 c): LLM full fine-tuning, lr 1e-6, batch 16, cosine, warmup 0.1."""
+    """The paper's default (App. C.1 c): LLM full fine-tuning, lr 1e-6, batch 16, cosine, warmup 0.1.
+
+    Length is `steps` or `epochs` (App. C.4 counts epochs per task), never both.
+    """
 
     part: Part = Part.llm
+    method: Method = Method.full
     lr: float = 1e-6
     batch_size: int = 16
-    steps: int = 80000
+    steps: int | None = 80000
+    epochs: float | None = None
     scheduler: Scheduler = Scheduler.cosine
     warmup: float = 0.1
     save_steps: int = 2000
     optim: str = "adamw_torch"
+    lora_rank: int = 8
+    lora_target: str | None = None
+    """None: what the part implies (`all` LLM linears, the attention or the gate/up projections)."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ForgetkitError(f"learning rate must be positive, got {self.lr}")
-        if self.batch_size < 1 or self.steps < 1 or self.save_steps < 1:
-            raise ForgetkitError("batch size, steps and save steps must be positive integers")
+        if (self.steps is None) == (self.epochs is None):
+            raise ForgetkitError("give the training length as steps or as epochs, not both and not neither")
+        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):
+            raise ForgetkitError("steps and epochs must be positive")
+        if self.batch_size < 1 or self.save_steps < 1 or self.lora_rank < 1:
+            raise ForgetkitError("batch size, save steps and LoRA rank must be positive integers")
         if not 0 <= self.warmup < 1:
             raise ForgetkitError(f"warmup is a ratio of the steps, in [0, 1); got {self.warmup}")
+        if self.method is Method.lora and self.part.lora_target is None:
+            raise ForgetkitError(
+                "LoRA applies to the LLM's linear layers (--part llm, attn or mlp-gate-up), "
+                f"not --part {self.part.value}"
+            )
+        if self.part is Part.mlp_gate_up and self.method is not Method.lora:
+            raise ForgetkitError(
+                "LLaMA-Factory's freeze tuning cannot train the MLP's gate and up projections without the down "
+                "projection; --part mlp-gate-up needs --method lora (LoRA on gate_proj,up_proj)"
+            )
+        if self.lora_target is not None and self.method is not Method.lora:
+            raise ForgetkitError("--lora-target needs --method lora")
+
+    @property
+    def finetuning_type(self) -> str:
+        """LF's `finetuning_type`: `freeze` selects sub-modules (attn), `full` uses the freeze_* flags."""
+        if self.method is Method.lora:
+            return "lora"
+        return "freeze" if self.part is Part.attn else "full"
+
+    @property
+    def lora_targets(self) -> str | None:
+        return (self.lora_target or self.part.lora_target) if self.method is Method.lora else None
+
+    @property
+    def label(self) -> str:
+        """Short name for output folders and tables, e.g. `llm-full-1e-06`."""
+        return f"{self.part.value.replace('+', '-')}-{self.method.value}-{self.lr:g}"
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str) -> Recipe:
-        """Build from a study spec's mapping, naming the spec and key on a bad entry."""
+    def coerce(cls, values: dict[str, Any], where: str) -> dict[str, Any]:
+        """Recipe fields from YAML or Python values (`"1e-6"`, `"llm"`), naming `where` on a bad key or value."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ForgetkitError(f"{where}: unknown recipe key(s) {unknown}; known: {sorted(known)}")
         try:
-            converted = {key: _CASTS[key](value) for key, value in values.items()}
+            return {key: _cast(key, value) for key, value in values.items()}
+        except (TypeError, ValueError) as err:
+            raise ForgetkitError(f"{where}: {err}") from None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str) -> Recipe:
+        """Build from a study spec's mapping, naming the spec and key on a bad entry."""
+        converted = cls.coerce(values, where)
+        if "epochs" in converted and "steps" not in converted:
+            converted["steps"] = None
+        try:
             return cls(**converted)
-        except (TypeError, ValueError, ForgetkitError) as err:
+        except ForgetkitError as err:
             raise ForgetkitError(f"{where}: {err}") from None
 
 
@@ -101,14 +177,23 @@ class Hardware:
 
 _CASTS = {
     "part": Part,
+    "method": Method,
     "lr": float,
     "batch_size": int,
     "steps": int,
+    "epochs": float,
     "scheduler": Scheduler,
     "warmup": float,
     "save_steps": int,
     "optim": str,
+    "lora_rank": int,
+    "lora_target": str,
 }
 """How a spec's YAML value becomes each Recipe field (PyYAML reads `1e-6` as a string)."""
+
+
+def _cast(key: str, value: Any) -> Any:
+    return None if value is None else _CASTS[key](value)
+
 
 CPU = Hardware(devices=1, per_device_batch_size=4, bf16=False, dataloader_workers=0, preprocessing_workers=1)

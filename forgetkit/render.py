@@ -7,7 +7,9 @@ newline or `{{` stays one scalar and cannot add keys.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
+import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,18 +25,26 @@ from forgetkit.models import ModelSpec
 from forgetkit.recipes import Hardware, Recipe
 from forgetkit.resources import bundled
 
+DEEPSPEED = {"z2": "ds_z2_config.json", "z3": "ds_z3_config.json"}
+
 
 @dataclass(frozen=True)
 class DataSpec:
     """Where LF finds the datasets (a folder with `dataset_info.json`) and how inputs are sized.
 
-    `image_max_pixels` 262144 (512x512) is what the paper's released configs use.
+    `image_max_pixels` 262144 (512x512) is what the paper's released configs use. `mix_probs`, one
+    per training dataset, switches on LF's `interleave_over` mixing (`forgetkit.mixing`).
     """
 
     dataset_dir: str = "data"
     train: tuple[str, ...] = ("imagenet_vqa_train",)
     cutoff_len: int = 2048
     image_max_pixels: int = 262144
+    mix_probs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.mix_probs and len(self.mix_probs) != len(self.train):
+            raise ForgetkitError(f"{len(self.mix_probs)} mixing probabilities for {len(self.train)} datasets")
 
 
 def to_yaml(value: Any) -> str:
@@ -75,7 +85,9 @@ def render_train(
     hardware: Hardware,
     seed: int = 42,
     logging_steps: int = 10,
+    deepspeed: str | None = None,
 ) -> str:
+    """LF training YAML; `deepspeed` is `z2`, `z3` (the ZeRO configs shipped in templates/) or a JSON path."""
     per_device, accumulation = hardware.split(recipe)
     return _render(
         "train.yaml.j2",
@@ -88,7 +100,18 @@ def render_train(
         accumulation=accumulation,
         seed=seed,
         logging_steps=logging_steps,
+        layers=model.num_layers() if recipe.finetuning_type == "freeze" else None,
+        deepspeed=deepspeed_config(deepspeed) if deepspeed else None,
     )
+
+
+def deepspeed_config(name_or_path: str) -> str:
+    """`z2`/`z3` → the shipped ZeRO-2/3 JSON; anything else must be an existing DeepSpeed JSON."""
+    if name_or_path in DEEPSPEED:
+        return str(bundled(f"templates/deepspeed/{DEEPSPEED[name_or_path]}"))
+    if not Path(name_or_path).is_file():
+        raise ForgetkitError(f"--deepspeed {name_or_path}: use z2, z3 or the path of a DeepSpeed JSON config")
+    return str(Path(name_or_path).resolve())
 
 
 def render_predict(
@@ -100,8 +123,12 @@ def render_predict(
     hardware: Hardware,
     batch_size: int = 8,
     max_new_tokens: int = 16,
+    adapter: str | Path | None = None,
 ) -> str:
-    """Greedy prediction; the image pixel limit is the training one, so eval sees what training saw."""
+    """Greedy prediction; the image pixel limit is the training one, so eval sees what training saw.
+
+    `adapter` evaluates a LoRA checkpoint on top of `model_path` without merging it.
+    """
     return _render(
         "predict.yaml.j2",
         model_path=str(model_path),
@@ -112,31 +139,61 @@ def render_predict(
         output_dir=str(output_dir),
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
+        adapter=str(adapter) if adapter is not None else None,
+    )
+
+
+def render_export(model_path: str | Path, adapter: str | Path, template: str, export_dir: str | Path) -> str:
+    """`llamafactory-cli export`: merge a LoRA adapter into its base model (IncLoRA's step between tasks)."""
+    return _render(
+        "export.yaml.j2",
+        model_path=str(model_path),
+        adapter=str(adapter),
+        template=template,
+        export_dir=str(export_dir),
     )
 
 
 def validate(text: str) -> dict[str, Any]:
     """Parse the YAML and run it through LF's own argument parser; raise LF's message if it refuses.
 
-    LF's parser cannot see a GPU here, so a bf16 config is checked with `use_cpu` set on a copy.
+    Training and prediction configs go through `get_train_args`, export configs (`export_dir`) through
+    `get_infer_args`, as `llamafactory-cli` does. LF's parser cannot see a GPU here, so a bf16 config is
+    checked with `use_cpu` set on a copy.
     """
     config = yaml.safe_load(text)
     if not isinstance(config, dict):
         raise ForgetkitError("rendered config is not a YAML mapping")
     checked = dict(config)
+    if checked.get("deepspeed"):
+        _check_deepspeed_json(checked["deepspeed"])
+        if importlib.util.find_spec("deepspeed") is None:
+            del checked["deepspeed"]  # LF's parser insists on the package; the cluster has it, this machine may not
     if checked.get("bf16") or checked.get("fp16"):
         import torch
 
         if not torch.cuda.is_available():
             checked["use_cpu"] = True
-    from llamafactory.hparams import get_train_args
+    from llamafactory.hparams import get_infer_args, get_train_args
 
     with _quiet("llamafactory", "transformers"):
         try:
-            get_train_args(checked)
+            if "export_dir" in checked:
+                get_infer_args(checked)
+            else:
+                get_train_args(checked)
         except (ValueError, TypeError) as err:
             raise ForgetkitError(f"LLaMA-Factory rejects the config: {err}") from None
     return config
+
+
+def _check_deepspeed_json(path: str) -> None:
+    try:
+        config = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise ForgetkitError(f"DeepSpeed config {path} is unreadable ({err}); pass a valid JSON file") from None
+    if "zero_optimization" not in config:
+        raise ForgetkitError(f"DeepSpeed config {path} has no zero_optimization section")
 
 
 @contextlib.contextmanager
