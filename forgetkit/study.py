@@ -19,7 +19,7 @@ import yaml
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import resolve_model
-from forgetkit.recipes import CPU, Hardware, Recipe
+from forgetkit.recipes import CPU, Hardware, Method, Recipe
 from forgetkit.render import DataSpec, render_predict, render_train
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, config_hash
 from forgetkit.scoring import score_run
@@ -137,7 +137,7 @@ def launch(study: Study, run_dir: Path) -> dict[str, dict[str, dict]]:
     _evaluate(study, run, model.path, model.template, ZERO_SHOT)
     for recipe_name, recipe in study.recipes.items():
         output_dir = run.checkpoints(recipe_name)
-        logging_steps = min(10, max(1, recipe.steps // 10))
+        logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
         text = render_train(
             model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps
         )
@@ -152,11 +152,17 @@ def launch(study: Study, run_dir: Path) -> dict[str, dict[str, dict]]:
                 )
             _run_stage(run, stage, digest, partial(train, run, stage, text, output_dir))
         for checkpoint in checkpoint_dirs(output_dir):
-            _evaluate(study, run, str(checkpoint), model.template, f"{recipe_name}/{checkpoint.name}")
+            if recipe.method is Method.lora:
+                _evaluate(study, run, model.path, model.template, f"{recipe_name}/{checkpoint.name}", checkpoint)
+            else:
+                _evaluate(study, run, str(checkpoint), model.template, f"{recipe_name}/{checkpoint.name}")
     return score_run(run)
 
 
-def _evaluate(study: Study, run: RunDir, model_path: str, template: str, checkpoint: str) -> None:
+def _evaluate(
+    study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None = None
+) -> None:
+    """Predict every eval dataset with one model; a LoRA checkpoint is evaluated as `adapter` on the base."""
     for dataset in study.eval.datasets:
         stage = f"predict {checkpoint} {dataset}"
         scratch = run.scratch(stage)
@@ -169,6 +175,7 @@ def _evaluate(study: Study, run: RunDir, model_path: str, template: str, checkpo
             study.hardware,
             batch_size=study.eval.batch_size,
             max_new_tokens=study.eval.max_new_tokens,
+            adapter=adapter,
         )
         digest = config_hash(text)
         target = run.predictions(checkpoint, dataset)

@@ -6,7 +6,7 @@ import yaml
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import resolve_model
 from forgetkit.recipes import CPU, Hardware, Part, Recipe
-from forgetkit.render import DataSpec, render_predict, render_train, validate
+from forgetkit.render import DataSpec, render_export, render_predict, render_train, validate
 
 QWEN_3B = resolve_model("qwen2.5-vl-3b")
 
@@ -77,3 +77,25 @@ def test_unknown_model_needs_a_template() -> None:
     with pytest.raises(ForgetkitError, match="unknown model 'my-vlm'.*--template"):
         resolve_model("my-vlm")
     assert resolve_model("org/my-vlm", template="qwen2_vl").path == "org/my-vlm"
+
+
+def test_lora_checkpoints_are_predicted_as_adapters_on_the_base_model() -> None:
+    text = render_predict(
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "qwen2_vl",
+        "imagenet_vqa_val",
+        DataSpec(),
+        "out",
+        Hardware(),
+        adapter="saves/lora/checkpoint-2000",
+    )
+    config = validate(text)
+    assert config["adapter_name_or_path"] == "saves/lora/checkpoint-2000" and config["finetuning_type"] == "lora"
+    assert config["do_sample"] is False and config["temperature"] == 0
+
+
+def test_export_config_merges_an_adapter_and_lf_accepts_it() -> None:
+    text = render_export("Qwen/Qwen2.5-VL-3B-Instruct", "saves/lora/checkpoint-2000", "qwen2_vl", "merged/task1")
+    config = validate(text)  # through LF's get_infer_args, as llamafactory-cli export parses it
+    assert config["adapter_name_or_path"] == "saves/lora/checkpoint-2000"
+    assert config["export_dir"] == "merged/task1" and config["export_device"] == "cpu"
