@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import Method, Part, Scheduler
@@ -190,6 +191,13 @@ def render_config(
         Path | None, typer.Option("-o", "--output", help="Write the YAML here instead of printing.")
     ] = None,
     validate: Annotated[bool, typer.Option(help="Check the YAML with LLaMA-Factory's own parser first.")] = True,
+    check_trainable: Annotated[
+        bool,
+        typer.Option(
+            "--check-trainable",
+            help="Apply LF's own freezing/LoRA code to a tiny offline stand-in model and print what trains.",
+        ),
+    ] = False,
 ) -> None:
     """Render a LLaMA-Factory training YAML for one recipe (default: the paper's LLM full 1e-6).
 
@@ -229,7 +237,13 @@ def render_config(
         deepspeed=deepspeed,
         output_dir=output_dir,
     )
-    text = render_request(request, check=validate).text
+    rendered = render_request(request, check=validate)
+    text = rendered.text
+    if check_trainable:
+        from forgetkit.trainable import trainable_parameters
+
+        trained = trainable_parameters(yaml.safe_load(text), num_layers=rendered.model.num_layers())
+        typer.echo(trained.describe(), err=True)
     if output is None:
         typer.echo(text, nl=False)
     else:

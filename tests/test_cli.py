@@ -58,6 +58,8 @@ def test_render_config_writes_a_file(
         (["launch", "/no/such/spec.yaml"], "study spec /no/such/spec.yaml does not exist"),
         (["render-config", "--model", "my-vlm"], "unknown model 'my-vlm'"),
         (["render-config", "--batch-size", "10", "--gpus", "4"], "global batch 10 is not a multiple"),
+        (["render-config", "--preset", "fig9"], "unknown preset 'fig9'"),
+        (["render-config", "--part", "mlp-gate-up"], "needs --method lora"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -67,6 +69,20 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
+
+
+def test_render_config_preset_with_trainable_check(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, err = run_main(monkeypatch, capsys, "render-config", "--preset", "fig2-d", "--check-trainable")
+    assert code == 0
+    assert yaml.safe_load(out)["freeze_vision_tower"] is False
+    assert "trains vision_tower (full); frozen: projector, llm" in err
+
+
+def test_render_config_lists_presets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_main(monkeypatch, capsys, "render-config", "--list-presets")
+    assert code == 0 and "table3-b" in out and "App. C.4 (b)" in out
 
 
 def test_build_data_list_names_every_builder(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

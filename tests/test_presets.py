@@ -134,3 +134,35 @@ def test_list_presets_prints_every_row() -> None:
     table = preset_table()
     for name in PRESETS:
         assert f"\n{name} " in table
+
+
+ATTENTION = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj"}
+LINEARS = ATTENTION | {"mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"}
+# What each preset must train, judged on the model LF actually set up: (full parts, LoRA parts,
+# LLM module kinds trained in full (None = all of them), LLM module kinds with LoRA adapters).
+TRAINS = {
+    "fig2-a": (set(), {"llm"}, set(), LINEARS),
+    "fig2-d": ({"vision_tower"}, set(), set(), set()),
+    "fig2-e": ({"vision_tower"}, set(), set(), set()),
+    "fig2-f": ({"projector"}, set(), set(), set()),
+    "fig2-g": ({"projector"}, set(), set(), set()),
+    "table3-a": (set(), {"llm"}, set(), LINEARS),
+    "table3-b": (set(), {"llm"}, set(), LINEARS),
+    "attn": ({"llm"}, set(), ATTENTION, set()),
+    "mlp-gate-up": (set(), {"llm"}, set(), {"mlp.gate_proj", "mlp.up_proj"}),
+}
+LLM_FULL = ({"llm"}, set(), None, set())
+
+
+@pytest.mark.parametrize("name", sorted(APP_C))
+def test_each_preset_trains_exactly_what_it_says_under_lfs_own_freezing(name: str) -> None:
+    from forgetkit.trainable import trainable_parameters
+
+    rendered = render_request(TrainRequest(preset=name, datasets=datasets_for(name), gpus=8, deepspeed="z3"))
+    trained = trainable_parameters(yaml.safe_load(rendered.text), num_layers=rendered.model.num_layers())
+    full_parts, lora_parts, full_modules, lora_modules = TRAINS.get(name, LLM_FULL)
+    assert (set(trained.full_parts), set(trained.lora_parts)) == (full_parts, lora_parts), trained.describe()
+    assert set(trained.full_modules) == (set(trained.llm_modules) if full_modules is None else full_modules)
+    assert set(trained.lora_modules) == lora_modules
+    if "llm" in trained.parts:
+        assert trained.layers == frozenset(range(rendered.model.num_layers())), "every LLM layer trains"
