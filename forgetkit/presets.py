@@ -47,6 +47,11 @@ def _table3(method: Method, lr: float, batch: int, **changes) -> Recipe:
     return Recipe(part=Part.llm, method=method, lr=lr, batch_size=batch, steps=None, epochs=1.0, **changes)
 
 
+def _mllm_cl(name: str, recipe: Recipe, table: str, note: str) -> Preset:
+    """Table 3 rows: LLaVA-1.5-7B on MLLM-CL, epochs per task; replay rows train on mllmcl_<task>_train_replay20."""
+    return Preset(name, recipe, f"App. C.4 {table}", note, model="llava-1.5-7b", epochs_by_task=MLLM_CL_EPOCHS)
+
+
 PRESETS: dict[str, Preset] = {
     preset.name: preset
     for preset in (
@@ -78,37 +83,16 @@ PRESETS: dict[str, Preset] = {
             "data-hybrid: --dataset imagenet_vqa_train,OTHER mixed at ratio 0.5 (interleave_over)",
             mix_ratio=0.5,
         ),
-        Preset(
-            "table3-a",
-            _table3(Method.lora, 8e-5, 64),
-            "App. C.4 (a)",
-            "IncLoRA r=8, no replay",
-            model="llava-1.5-7b",
-            epochs_by_task=MLLM_CL_EPOCHS,
-        ),
-        Preset(
+        _mllm_cl("table3-a", _table3(Method.lora, 8e-5, 64), "(a)", "IncLoRA r=8, no replay"),
+        _mllm_cl(
             "table3-b",
             _table3(Method.lora, 8e-5, 64, lora_rank=16),
-            "App. C.4 (b)",
-            "IncLoRA r=16, with replay (train on mllmcl_<task>_train_replay20)",
-            model="llava-1.5-7b",
-            epochs_by_task=MLLM_CL_EPOCHS,
+            "(b)",
+            "IncLoRA r=16, replay: --dataset mllmcl_<task>_train_replay20",
         ),
-        Preset(
-            "table3-c",
-            _table3(Method.full, 1e-6, 16),
-            "App. C.4 (c)",
-            "SeqFull, no replay",
-            model="llava-1.5-7b",
-            epochs_by_task=MLLM_CL_EPOCHS,
-        ),
-        Preset(
-            "table3-d",
-            _table3(Method.full, 1e-6, 16),
-            "App. C.4 (d)",
-            "SeqFull, with replay (train on mllmcl_<task>_train_replay20)",
-            model="llava-1.5-7b",
-            epochs_by_task=MLLM_CL_EPOCHS,
+        _mllm_cl("table3-c", _table3(Method.full, 1e-6, 16), "(c)", "SeqFull, no replay"),
+        _mllm_cl(
+            "table3-d", _table3(Method.full, 1e-6, 16), "(d)", "SeqFull, replay: --dataset mllmcl_<task>_train_replay20"
         ),
         Preset(
             "attn",
