@@ -255,6 +255,9 @@ def render_config(
 def launch(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML, e.g. runs/demo.yaml.")],
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: runs/out/<name>).")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print every stage, its command and whether it is done; run nothing.")
+    ] = False,
 ) -> None:
     """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
 
@@ -264,11 +267,14 @@ def launch(
     training from its last checkpoint.
     """
     from forgetkit.scoring import format_table
-    from forgetkit.study import default_run_dir, load_study
+    from forgetkit.study import default_run_dir, format_plan, load_study
     from forgetkit.study import launch as run_study
 
     study = load_study(spec)
     target = run_dir or default_run_dir(study)
+    if dry_run:
+        typer.echo(format_plan(run_study(study, target, dry_run=True)))
+        return
     table = run_study(study, target)
     typer.echo(f"\nrun directory: {target}\n")
     typer.echo(format_table(table))

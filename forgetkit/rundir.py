@@ -8,12 +8,16 @@ Layout (stages talk only through these files, so any stage can be rerun alone):
   checkpoints/<recipe>/          LF's output_dir (checkpoint-N folders)
   predictions/<checkpoint>/<dataset>.jsonl   LF's generated_predictions.jsonl, one per eval
   scores.json                    accuracy of every checkpoint x dataset
+  versions.json                  Python and package versions (forgetkit, LF, transformers, torch, vlmeval...)
+  state.json entries also keep each stage's command line
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
+import platform
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,10 +96,28 @@ class RunDir:
         entry = self.read_state().get(stage)
         return bool(entry) and entry.get("status") == "done" and entry.get("config_hash") == digest
 
-    def mark(self, stage: str, status: str, digest: str, reason: str = "") -> None:
+    def mark(self, stage: str, status: str, digest: str, reason: str = "", command: str = "") -> None:
         state = self.read_state()
-        state[stage] = {"status": status, "config_hash": digest, **({"reason": reason} if reason else {})}
+        entry = {"status": status, "config_hash": digest}
+        entry |= {"command": command} if command else {}
+        entry |= {"reason": reason} if reason else {}
+        state[stage] = entry
         atomic.write_json(self.state_path, state)
+
+
+VERSIONED = ("forgetkit", "llamafactory", "transformers", "torch", "peft", "datasets", "ms-vlmeval", "open_clip_torch")
+
+
+def record_versions(run: RunDir) -> dict[str, str | None]:
+    """`versions.json`: the Python and package versions a run used, so its results can be reproduced."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    atomic.write_json(run.root / "versions.json", versions)
+    return versions
 
 
 def _slug(stage: str) -> str:

@@ -7,6 +7,7 @@ config hash in the run directory's state, so a rerun skips what is done and redo
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from collections.abc import Callable
@@ -18,11 +19,12 @@ from typing import Any
 import yaml
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import resolve_model
+from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
 from forgetkit.render import DataSpec, render_predict, render_train
-from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, config_hash
+from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, config_hash, record_versions
 from forgetkit.scoring import score_run
+from forgetkit.stages import llamafactory
 from forgetkit.stages.predict import predict
 from forgetkit.stages.train import train
 
@@ -123,46 +125,108 @@ def default_run_dir(study: Study) -> Path:
     return DEFAULT_RUNS_DIR / study.name
 
 
-def launch(study: Study, run_dir: Path) -> dict[str, dict[str, dict]]:
-    """Run every stage not already done, then score; return {checkpoint: {dataset: score}}."""
+@dataclass(frozen=True)
+class Step:
+    """One stage of a study: what it is, the command that runs it, and whether the run directory has it done."""
+
+    name: str
+    command: str
+    digest: str
+    done: bool
+    action: Callable[[], object]
+    requires: Path | None = None
+    """A checkpoint that must exist by the time the stage runs (planned before training saved it)."""
+
+
+def plan(study: Study, run: RunDir) -> list[Step]:
+    """Every stage of the study in order: zero-shot evals, then per recipe training and the eval of each
+    checkpoint (the checkpoints training will save, or has saved). Nothing runs here."""
+    model = resolve_model(study.model, study.template)
+    steps = _eval_steps(study, run, model.path, model.template, ZERO_SHOT)
+    for recipe_name, recipe in study.recipes.items():
+        steps.append(_train_step(study, run, model, recipe_name, recipe))
+        steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe))
+    return steps
+
+
+def launch(study: Study, run_dir: Path, dry_run: bool = False) -> dict[str, dict[str, dict]] | list[Step]:
+    """Run every stage not already done, then score; return {checkpoint: {dataset: score}}.
+
+    With `dry_run`, return the plan without running or writing anything.
+    """
     if not (Path(study.data.dataset_dir) / "dataset_info.json").is_file():
         raise ForgetkitError(
             f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
             "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
         )
-    model = resolve_model(study.model, study.template)
-    run = RunDir(run_dir).create()
+    run = RunDir(run_dir)
+    if dry_run:
+        return plan(study, run)
+    run.create()
     shutil.copyfile(study.spec_path, run.root / "spec.yaml")
-
-    _evaluate(study, run, model.path, model.template, ZERO_SHOT)
-    for recipe_name, recipe in study.recipes.items():
-        output_dir = run.checkpoints(recipe_name)
-        logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
-        text = render_train(
-            model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps
-        )
-        stage = f"train {recipe_name}"
-        digest = config_hash(text)
-        if not run.is_done(stage, digest):
-            previous = run.read_state().get(stage)
-            if previous and previous.get("config_hash") != digest and checkpoint_dirs(output_dir):
-                raise ForgetkitError(
-                    f"recipe {recipe_name!r} changed since its checkpoints in {output_dir} were trained; "
-                    "launch into a new --run-dir or delete that folder"
-                )
-            _run_stage(run, stage, digest, partial(train, run, stage, text, output_dir))
-        for checkpoint in checkpoint_dirs(output_dir):
-            if recipe.method is Method.lora:
-                _evaluate(study, run, model.path, model.template, f"{recipe_name}/{checkpoint.name}", checkpoint)
-            else:
-                _evaluate(study, run, str(checkpoint), model.template, f"{recipe_name}/{checkpoint.name}")
+    record_versions(run)
+    model = resolve_model(study.model, study.template)
+    for step in plan(study, run):
+        if step.name.startswith("train "):
+            _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
+        if not step.done and (step.requires is None or step.requires.is_dir()):
+            _run_stage(run, step)
+    for recipe_name, recipe in study.recipes.items():  # checkpoints training saved beyond the planned ones
+        for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe):
+            if not step.done:
+                _run_stage(run, step)
     return score_run(run)
 
 
-def _evaluate(
+def _train_step(study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe) -> Step:
+    output_dir = run.checkpoints(recipe_name)
+    logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
+    text = render_train(
+        model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps
+    )
+    stage = f"train {recipe_name}"
+    digest = config_hash(text)
+    return Step(
+        stage,
+        llamafactory.command_line("train", run.config(stage)),
+        digest,
+        run.is_done(stage, digest),
+        partial(train, run, stage, text, output_dir),
+    )
+
+
+def _check_unchanged(run: RunDir, step: Step, output_dir: Path) -> None:
+    previous = run.read_state().get(step.name)
+    if previous and previous.get("config_hash") != step.digest and checkpoint_dirs(output_dir):
+        raise ForgetkitError(
+            f"recipe {step.name.removeprefix('train ')!r} changed since its checkpoints in {output_dir} were trained; "
+            "launch into a new --run-dir or delete that folder"
+        )
+
+
+def _checkpoint_eval_steps(study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe) -> list[Step]:
+    """Evals of the checkpoints on disk, or before training of those LF will save (every save_steps and the last)."""
+    output_dir = run.checkpoints(recipe_name)
+    saved = checkpoint_dirs(output_dir)
+    if not saved and recipe.steps is not None:
+        planned = list(range(recipe.save_steps, recipe.steps + 1, recipe.save_steps))
+        saved = [output_dir / f"checkpoint-{n}" for n in sorted(set(planned) | {recipe.steps})]
+    steps = []
+    for checkpoint in saved:
+        label = f"{recipe_name}/{checkpoint.name}"
+        if recipe.method is Method.lora:
+            evals = _eval_steps(study, run, model.path, model.template, label, adapter=checkpoint)
+        else:
+            evals = _eval_steps(study, run, str(checkpoint), model.template, label)
+        steps.extend(dataclasses.replace(step, requires=checkpoint) for step in evals)
+    return steps
+
+
+def _eval_steps(
     study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None = None
-) -> None:
-    """Predict every eval dataset with one model; a LoRA checkpoint is evaluated as `adapter` on the base."""
+) -> list[Step]:
+    """One LF prediction per eval dataset; a LoRA checkpoint is evaluated as `adapter` on the base model."""
+    steps = []
     for dataset in study.eval.datasets:
         stage = f"predict {checkpoint} {dataset}"
         scratch = run.scratch(stage)
@@ -179,16 +243,31 @@ def _evaluate(
         )
         digest = config_hash(text)
         target = run.predictions(checkpoint, dataset)
-        if run.is_done(stage, digest) and target.is_file():
-            continue
-        _run_stage(run, stage, digest, partial(predict, run, stage, text, scratch, target))
+        steps.append(
+            Step(
+                stage,
+                llamafactory.command_line("train", run.config(stage)),
+                digest,
+                run.is_done(stage, digest) and target.is_file(),
+                partial(predict, run, stage, text, scratch, target),
+            )
+        )
+    return steps
 
 
-def _run_stage(run: RunDir, stage: str, digest: str, action: Callable[[], object]) -> None:
-    run.mark(stage, "running", digest)
+def _run_stage(run: RunDir, step: Step) -> None:
+    run.mark(step.name, "running", step.digest, command=step.command)
     try:
-        action()
+        step.action()
     except ForgetkitError as err:
-        run.mark(stage, "failed", digest, reason=str(err))
+        run.mark(step.name, "failed", step.digest, reason=str(err), command=step.command)
         raise
-    run.mark(stage, "done", digest)
+    run.mark(step.name, "done", step.digest, command=step.command)
+
+
+def format_plan(steps: list[Step]) -> str:
+    """The `launch --dry-run` listing: one line per stage, done or to do, with its command."""
+    todo = sum(not step.done for step in steps)
+    lines = [f"{len(steps)} stages, {len(steps) - todo} done, {todo} to run:"]
+    lines += [f"  [{'done' if step.done else 'todo'}] {step.name}\n         {step.command}" for step in steps]
+    return "\n".join(lines)

@@ -61,6 +61,33 @@ def test_run_directory_keeps_configs_and_logs(demo: tuple[Path, dict]) -> None:
     assert not (run / "scratch").exists()
 
 
+def test_run_directory_records_versions_and_each_stages_command(demo: tuple[Path, dict]) -> None:
+    run = RunDir(demo[0] / "run")
+    versions = json.loads((run.root / "versions.json").read_text())
+    assert versions["llamafactory"] == "0.9.5" and versions["torch"].startswith("2.11")
+    assert set(versions) >= {"python", "forgetkit", "transformers", "ms-vlmeval"}
+    train = run.read_state()["train llm-full"]
+    assert train["command"] == f"llamafactory-cli train {run.config('train llm-full')}"
+
+
+def test_dry_run_lists_every_stage_with_its_command_and_runs_nothing(demo: tuple[Path, dict]) -> None:
+    workdir, _ = demo
+    run = RunDir(workdir / "run")
+    state = run.state_path.read_bytes()
+    steps = launch(load_study(workdir / "demo.yaml"), run.root, dry_run=True)
+    assert [step.name for step in steps] == [
+        "predict zero-shot imagenet_vqa_val",
+        "train llm-full",
+        *(f"predict {checkpoint} imagenet_vqa_val" for checkpoint in CHECKPOINTS[1:]),
+    ]
+    assert all(step.done for step in steps)
+    assert run.state_path.read_bytes() == state
+
+    fresh = launch(load_study(workdir / "demo.yaml"), workdir / "elsewhere", dry_run=True)
+    assert not any(step.done for step in fresh) and not (workdir / "elsewhere").exists()
+    assert [step.name for step in fresh] == [step.name for step in steps], "planned checkpoints = saved ones"
+
+
 def test_rerun_skips_finished_stages_and_resumes_interrupted_training(demo: tuple[Path, dict]) -> None:
     workdir, table = demo
     run = RunDir(workdir / "run")

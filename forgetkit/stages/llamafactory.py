@@ -40,6 +40,11 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def command_line(command: str, config: Path) -> str:
+    """The shell line a stage runs, as recorded in the run directory and shown by `launch --dry-run`."""
+    return f"llamafactory-cli {command} {config}"
+
+
 def run(command: str, config_text: str, config: Path, log: Path, output_dir: Path, desc: str) -> None:
     """Save `config_text` as `config`, then `llamafactory-cli COMMAND CONFIG` with its output in `log`
     and a progress bar fed by LF's trainer log."""
