@@ -262,11 +262,14 @@ def launch(
     """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
 
     A spec names the model, data.dataset_dir (a folder made by build-data), eval.datasets and the
-    recipes to train ({name: {part, lr, batch_size, steps, save_steps, scheduler, warmup}}); see
-    runs/demo.yaml. Rerunning the same command skips finished stages and resumes an interrupted
-    training from its last checkpoint.
+    recipes to train ({name: {part, method, lr, batch_size, steps or epochs, save_steps, scheduler,
+    warmup}}); eval.quadrants groups the eval datasets into the paper's 2x2 matrix (ID^T-ID^I,
+    ID^T-OOD^I, OOD^T-ID^I, OOD^T-OOD^I) to report each quadrant's mean; see runs/demo.yaml.
+    Rerunning the same command skips finished stages and resumes an interrupted training from its
+    last checkpoint; --dry-run shows what would run.
     """
-    from forgetkit.scoring import format_table
+    from forgetkit.rundir import RunDir
+    from forgetkit.scoring import format_run
     from forgetkit.study import default_run_dir, format_plan, load_study
     from forgetkit.study import launch as run_study
 
@@ -277,7 +280,7 @@ def launch(
         return
     table = run_study(study, target)
     typer.echo(f"\nrun directory: {target}\n")
-    typer.echo(format_table(table))
+    typer.echo(format_run(RunDir(target), table))
 
 
 @app.command()
@@ -290,11 +293,12 @@ def score(
 ) -> None:
     """Score predictions: accuracy of one file, or the checkpoint x dataset table of a run."""
     from forgetkit.rundir import RunDir
-    from forgetkit.scoring import format_table, score_file, score_run
+    from forgetkit.scoring import format_run, score_file, score_run
 
     if path.is_dir():
-        table = score_run(RunDir(path), matcher)
-        typer.echo(json.dumps(table, indent=2) if as_json else format_table(table))
+        run = RunDir(path)
+        table = score_run(run, matcher)
+        typer.echo(json.dumps(table, indent=2) if as_json else format_run(run, table))
         return
     result = score_file(path, matcher)
     if as_json:
@@ -313,11 +317,12 @@ def demo(
     LLaMA-Factory training and prediction. Rerun with the same --workdir to continue an interrupted demo.
     """
     from forgetkit.demo import run_demo
-    from forgetkit.scoring import format_table
+    from forgetkit.rundir import RunDir
+    from forgetkit.scoring import format_run
 
     table = run_demo(workdir)
     typer.echo(f"\nrun directory: {workdir / 'run'}\n")
-    typer.echo(format_table(table))
+    typer.echo(format_run(RunDir(workdir / "run"), table))
 
 
 def main() -> None:

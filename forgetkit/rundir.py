@@ -58,6 +58,16 @@ class RunDir:
     def scores_path(self) -> Path:
         return self.root / "scores.json"
 
+    @property
+    def quadrants_path(self) -> Path:
+        """quadrant -> eval datasets, as the study spec grouped them."""
+        return self.root / "quadrants.json"
+
+    def quadrants(self) -> dict[str, list[str]]:
+        if not self.quadrants_path.is_file():
+            return {}
+        return json.loads(self.quadrants_path.read_text(encoding="utf-8"))
+
     def config(self, stage: str) -> Path:
         return self.root / "configs" / f"{_slug(stage)}.yaml"
 

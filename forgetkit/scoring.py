@@ -9,7 +9,7 @@ from pathlib import Path
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.matchers import get_matcher
-from forgetkit.rundir import RunDir
+from forgetkit.rundir import ZERO_SHOT, RunDir
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,34 @@ def score_run(run: RunDir, matcher: str = "letter") -> dict[str, dict[str, dict]
     return table
 
 
+def quadrant_means(table: dict[str, dict[str, dict]], quadrants: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """{checkpoint: {quadrant: mean accuracy of its datasets}} (PROTOCOL.md §2), for quadrants fully scored."""
+    means: dict[str, dict[str, float]] = {}
+    for checkpoint, row in table.items():
+        for quadrant, datasets in quadrants.items():
+            if datasets and all(d in row for d in datasets):
+                means.setdefault(checkpoint, {})[quadrant] = sum(row[d]["accuracy"] for d in datasets) / len(datasets)
+    return means
+
+
+def format_quadrants(means: dict[str, dict[str, float]], baseline: str = ZERO_SHOT) -> str:
+    """Quadrant accuracy in percent with the change from `baseline` in percentage points, as the paper reports."""
+    quadrants = list(dict.fromkeys(q for row in means.values() for q in row))
+    base = means.get(baseline, {})
+    rows = []
+    for checkpoint, row in means.items():
+        cells = []
+        for quadrant in quadrants:
+            if quadrant not in row:
+                cells.append("-")
+            elif checkpoint == baseline or quadrant not in base:
+                cells.append(f"{row[quadrant] * 100:.2f}")
+            else:
+                cells.append(f"{row[quadrant] * 100:.2f} ({(row[quadrant] - base[quadrant]) * 100:+.2f})")
+        rows.append([checkpoint, *cells])
+    return _columns(["checkpoint", *quadrants], rows)
+
+
 def format_table(table: dict[str, dict[str, dict]]) -> str:
     """Accuracy in percent, one row per checkpoint, one column per dataset."""
     datasets = sorted({dataset for row in table.values() for dataset in row})
@@ -73,6 +101,21 @@ def format_table(table: dict[str, dict[str, dict]]) -> str:
         [checkpoint, *(f"{row[d]['accuracy'] * 100:.2f}" if d in row else "-" for d in datasets)]
         for checkpoint, row in table.items()
     ]
+    return _columns(header, rows)
+
+
+def format_run(run: RunDir, table: dict[str, dict[str, dict]]) -> str:
+    """A run's report: every checkpoint x dataset, then the quadrant means if the study grouped its datasets."""
+    text = format_table(table)
+    quadrants = run.quadrants()
+    if quadrants:
+        text += "\n\nquadrant means, % (change vs zero-shot in pp)\n" + format_quadrants(
+            quadrant_means(table, quadrants)
+        )
+    return text
+
+
+def _columns(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *rows]]
     lines.insert(1, "  ".join("-" * width for width in widths))

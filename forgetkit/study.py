@@ -11,13 +11,14 @@ import dataclasses
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
@@ -33,11 +34,31 @@ DEFAULT_RUNS_DIR = Path("runs") / "out"
 HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
 
 
+QUADRANTS = ("ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I")
+"""The 2x2 matrix of PROTOCOL.md §2: in/out-of-distribution text x image."""
+
+
 @dataclass(frozen=True)
 class EvalSpec:
-    datasets: tuple[str, ...]
+    """Eval datasets, grouped by quadrant where the spec says (`quadrants: {ID^T-ID^I: [...], ...}`)."""
+
+    datasets: tuple[str, ...] = ()
+    quadrants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 8
     max_new_tokens: int = 16
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.quadrants) - set(QUADRANTS))
+        if unknown:
+            raise ForgetkitError(f"unknown quadrant(s) {unknown} in quadrants; use {', '.join(QUADRANTS)}")
+        if not self.all_datasets:
+            raise ForgetkitError("no datasets: give datasets, or quadrants mapping each quadrant to its datasets")
+
+    @property
+    def all_datasets(self) -> tuple[str, ...]:
+        """Every dataset to evaluate, in spec order, each once."""
+        grouped = [name for names in self.quadrants.values() for name in names]
+        return tuple(dict.fromkeys([*self.datasets, *grouped]))
 
 
 @dataclass(frozen=True)
@@ -78,8 +99,14 @@ def load_study(path: Path) -> Study:
         cutoff_len=data.cutoff_len,
         image_max_pixels=data.image_max_pixels,
     )
-    eval_spec = _dataclass_from(EvalSpec, raw["eval"], f"{path}: eval")
-    eval_spec = EvalSpec(tuple(eval_spec.datasets), eval_spec.batch_size, eval_spec.max_new_tokens)
+    eval_raw = dict(raw["eval"]) if isinstance(raw["eval"], dict) else raw["eval"]
+    if isinstance(eval_raw, dict):
+        eval_raw["datasets"] = _names(eval_raw.get("datasets", ()), f"{path}: eval.datasets")
+        quadrants = eval_raw.get("quadrants", {})
+        if not isinstance(quadrants, dict):
+            raise ForgetkitError(f"{path}: eval.quadrants maps quadrant names ({', '.join(QUADRANTS)}) to datasets")
+        eval_raw["quadrants"] = {str(q): _names(v, f"{path}: eval.quadrants.{q}") for q, v in quadrants.items()}
+    eval_spec = _dataclass_from(EvalSpec, eval_raw, f"{path}: eval")
     if not isinstance(raw["recipes"], dict) or not raw["recipes"]:
         raise ForgetkitError(f"{path}: recipes must map recipe names to their settings")
     recipes = {}
@@ -109,8 +136,17 @@ def _dataclass_from(cls: type, values: Any, where: str) -> Any:
         raise ForgetkitError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     try:
         return cls(**values)
-    except TypeError as err:
+    except (TypeError, ForgetkitError) as err:
         raise ForgetkitError(f"{where}: {err}") from None
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    """A dataset name or a list of them."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ForgetkitError(f"{where} must be a dataset name or a list of names")
+    return tuple(value)
 
 
 def _hardware(value: Any, path: Path) -> Hardware:
@@ -165,6 +201,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False) -> dict[str, dict
     run.create()
     shutil.copyfile(study.spec_path, run.root / "spec.yaml")
     record_versions(run)
+    atomic.write_json(run.quadrants_path, {q: list(names) for q, names in study.eval.quadrants.items()})
     model = resolve_model(study.model, study.template)
     for step in plan(study, run):
         if step.name.startswith("train "):
@@ -227,7 +264,7 @@ def _eval_steps(
 ) -> list[Step]:
     """One LF prediction per eval dataset; a LoRA checkpoint is evaluated as `adapter` on the base model."""
     steps = []
-    for dataset in study.eval.datasets:
+    for dataset in study.eval.all_datasets:
         stage = f"predict {checkpoint} {dataset}"
         scratch = run.scratch(stage)
         text = render_predict(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.scoring import format_table, score_file
+from forgetkit.scoring import format_quadrants, format_table, quadrant_means, score_file
 
 
 def write_predictions(path: Path, pairs: list[tuple[str, str]]) -> Path:
@@ -49,3 +49,21 @@ def test_table_has_a_row_per_checkpoint_and_a_column_per_dataset() -> None:
     assert lines[0].split() == ["checkpoint", "flowers", "imagenet_vqa_val"]
     assert lines[2].split() == ["zero-shot", "50.00", "25.00"]
     assert lines[3].split() == ["llm-full/checkpoint-10", "-", "87.50"]
+
+
+def test_quadrant_means_average_their_datasets_and_report_the_change_in_points() -> None:
+    def acc(value: float) -> dict:
+        return {"accuracy": value, "correct": 0, "total": 1, "matcher": "letter"}
+
+    table = {
+        "zero-shot": {"imagenet_vqa_val": acc(0.80), "imagenetv2_vqa_test": acc(0.70), "imagewikiqa": acc(0.50)},
+        "r/checkpoint-10": {"imagenet_vqa_val": acc(0.90), "imagenetv2_vqa_test": acc(0.80), "imagewikiqa": acc(0.40)},
+        "r/checkpoint-20": {"imagenet_vqa_val": acc(0.95)},
+    }
+    quadrants = {"ID^T-ID^I": ["imagenet_vqa_val", "imagenetv2_vqa_test"], "OOD^T-ID^I": ["imagewikiqa"]}
+    means = quadrant_means(table, quadrants)
+    assert means["zero-shot"] == pytest.approx({"ID^T-ID^I": 0.75, "OOD^T-ID^I": 0.50})
+    assert means["r/checkpoint-10"] == pytest.approx({"ID^T-ID^I": 0.85, "OOD^T-ID^I": 0.40})
+    assert "r/checkpoint-20" not in means, "a quadrant is reported only when all its datasets were scored"
+    text = format_quadrants(means)
+    assert "85.00 (+10.00)" in text and "40.00 (-10.00)" in text

@@ -45,3 +45,34 @@ def test_launch_without_built_data_says_how_to_build_it(tmp_path: Path) -> None:
     study = load_study(spec(tmp_path, "recipes: {r: {}}"))
     with pytest.raises(ForgetkitError, match="no dataset_info.json in .*forgetkit build-data"):
         launch(study, tmp_path / "run")
+
+
+def test_quadrants_group_the_eval_datasets(tmp_path: Path) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: d}\nrecipes: {r: {}}\n"
+        "eval:\n  quadrants:\n    ID^T-ID^I: [imagenet_vqa_val, imagenetv2_vqa_test]\n    OOD^T-ID^I: imagewikiqa\n"
+    )
+    study = load_study(path)
+    assert study.eval.quadrants == {
+        "ID^T-ID^I": ("imagenet_vqa_val", "imagenetv2_vqa_test"),
+        "OOD^T-ID^I": ("imagewikiqa",),
+    }
+    assert study.eval.all_datasets == ("imagenet_vqa_val", "imagenetv2_vqa_test", "imagewikiqa")
+
+
+@pytest.mark.parametrize(
+    ("eval_", "message"),
+    [
+        ("{quadrants: {ID-ID: [a]}}", "eval: unknown quadrant(s) ['ID-ID']"),
+        ("{quadrants: [a]}", "eval.quadrants maps quadrant names"),
+        ("{datasets: []}", "eval: no datasets"),
+        ("{datasets: [1]}", "eval.datasets must be a dataset name or a list of names"),
+    ],
+)
+def test_bad_eval_sections_name_the_problem(tmp_path: Path, eval_: str, message: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(f"name: s\nmodel: tiny-qwen2.5-vl\ndata: {{dataset_dir: d}}\nrecipes: {{r: {{}}}}\neval: {eval_}\n")
+    with pytest.raises(ForgetkitError) as error:
+        load_study(path)
+    assert message in str(error.value)
