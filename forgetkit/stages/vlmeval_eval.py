@@ -1,0 +1,286 @@
+"""VLMEvalKit stage: MMMU and VMCBench accuracies of one checkpoint, scored by VLMEvalKit's own code.
+
+VLMEvalKit runs as a subprocess (`python -m forgetkit.vlmeval_run`, its runner with forgetkit's model
+class registered) with `--judge exact_matching`, never its default GPT judge. Accuracies are read from
+its `*_acc.csv` files; each dataset's per-item hits are kept as JSONL for bootstrap intervals.
+
+Dataset names pick VLMEvalKit's classes as VLMEvalKit itself keys on them: a name containing `MMMU`
+(which switches on VLMEvalKit's MMMU answer preprocessing) uses its `MMMUDataset`, one containing
+`VMCBench` its `VMCBenchDataset` (seeded). Either reads `$LMUData/<name>.tsv`. VLMEvalKit pins the md5 of
+`MMMU_DEV_VAL.tsv` and re-downloads a local file that differs, so a local or reduced copy must carry
+another name, e.g. `MMMU_DEV_VAL_local`: MMMUDataset reads any other name as is, with the same prompts
+and scoring.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+from forgetkit.exporters import write_jsonl
+from forgetkit.jsonfile import read_json
+from forgetkit.stages.llamafactory import StageFailed, last_error, subprocess_env
+
+# kind -> (config.json model_type, transformers class that loads it)
+MODEL_KINDS = {
+    "qwen2_5_vl": ("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
+    "llava": ("llava", "LlavaForConditionalGeneration"),
+}
+# "auto" keeps the checkpoint's own dtype.
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+# The source datasets VMCBench draws from: VLMEvalKit's VMCBench report indexes every one of them, so a
+# TSV lacking any category fails there.
+VMCBENCH_CATEGORIES = (
+    "SEEDBench", "MMStar", "A-OKVQA", "VizWiz", "MMVet", "VQAv2", "OKVQA",
+    "MMMU", "MathVista", "ScienceQA", "RealWorldQA", "GQA", "MathVision",
+    "TextVQA", "OCRVQA",
+    "AI2D", "ChartQA", "DocVQA", "InfoVQA", "TableVQABench",
+)  # fmt: skip
+# The paper's released configs' `image_max_pixels` (as render.DataSpec); LLaMA-Factory's default minimum.
+IMAGE_MAX_PIXELS = 262144
+IMAGE_MIN_PIXELS = 32 * 32
+# The paper reports MMMU's validation split; MMMU_DEV_VAL also holds the few-shot dev split.
+MMMU_SPLIT = "validation"
+# The model's key in VLMEvalKit's config; VLMEvalKit names its output folder and files after it.
+MODEL_NAME = "forgetkit"
+RUNNER = "forgetkit.vlmeval_run"
+# VLMEvalKit's inference bar: "Infer forgetkit/<dataset>, Rank 0/1:  40%|████  | 4/10 [...]".
+INFER_PROGRESS = re.compile(r"Infer [^/\r\n]*/([^,\r\n]+), Rank[^:\r\n]*:\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """How VLMEvalKit evaluates and reports one kind of dataset."""
+
+    dataset_class: str  # registered on vlmeval.dataset
+    result_suffix: str  # per-item file: <model>_<dataset><suffix>.xlsx
+    scale: float  # the `Overall` column of *_acc.csv is accuracy * scale
+
+
+MMMU = Benchmark("MMMUDataset", "_exact_matching_result", 1.0)
+VMCBENCH = Benchmark("SeededVMCBench", "_result", 100.0)
+
+
+def benchmark_for(dataset: str) -> Benchmark:
+    """Keyed on the name as VLMEvalKit keys its MMMU preprocessing, so class and scoring always agree."""
+    if "MMMU" in dataset:
+        return MMMU
+    if "VMCBench" in dataset:
+        return VMCBENCH
+    raise ForgetkitError(
+        f"dataset {dataset!r} is neither MMMU nor VMCBench; name it so it contains 'MMMU' or 'VMCBench'"
+    )
+
+
+def check_checkpoint(model_path: Path, kind: str, adapter: Path | None) -> None:
+    """Fail before VLMEvalKit's ~15 s import on a missing checkpoint, wrong kind or missing adapter."""
+    if kind not in MODEL_KINDS:
+        raise ForgetkitError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        raise ForgetkitError(f"{model_path} is not a model directory (no config.json); pass a saved checkpoint")
+    found = read_json(config_file, dict, "pass a saved checkpoint").get("model_type")
+    if found != MODEL_KINDS[kind][0]:
+        raise ForgetkitError(f"{model_path} holds a {found!r} model, not {MODEL_KINDS[kind][0]!r}; pass kind to match")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ForgetkitError(f"{adapter} is not a LoRA adapter (no adapter_config.json); pass the adapter directory")
+
+
+def check_tsv(lmu_data: Path, dataset: str) -> None:
+    """The TSV must be local (forgetkit never lets VLMEvalKit download), and a VMCBench TSV must cover
+    every category VLMEvalKit's report indexes."""
+    benchmark = benchmark_for(dataset)
+    tsv = lmu_data / f"{dataset}.tsv"
+    if not tsv.is_file():
+        raise ForgetkitError(
+            f"{tsv} not found; put VLMEvalKit's {dataset}.tsv there (or point lmu_data at its directory)"
+        )
+    if benchmark is VMCBENCH:
+        try:
+            categories = set(pd.read_csv(tsv, sep="\t", usecols=["category"])["category"].astype(str))
+        except ValueError as error:
+            raise ForgetkitError(f"{tsv} cannot be read as a VMCBench TSV with a category column: {error}") from None
+        missing = [name for name in VMCBENCH_CATEGORIES if name not in categories]
+        if missing:
+            raise ForgetkitError(
+                f"{tsv} lacks VMCBench categories {', '.join(missing)}; VLMEvalKit's VMCBench report needs "
+                f"rows from all {len(VMCBENCH_CATEGORIES)} source datasets"
+            )
+
+
+def predictions_path(work_dir: Path, dataset: str) -> Path:
+    """Per-item JSONL of one dataset: index, prediction, answer, correct (+ split, category)."""
+    return Path(work_dir) / f"{dataset}.items.jsonl"
+
+
+def run_vlmeval(
+    model_path: Path,
+    datasets: Sequence[str],
+    lmu_data: Path,
+    work_dir: Path,
+    log: Path,
+    *,
+    kind: str = "qwen2_5_vl",
+    adapter: Path | None = None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    image_max_pixels: int = IMAGE_MAX_PIXELS,
+    image_min_pixels: int = IMAGE_MIN_PIXELS,
+    max_new_tokens: int = 16,
+    system_prompt: str | None = None,
+) -> dict[str, float]:
+    """Evaluate one checkpoint on `datasets` (TSVs in `lmu_data`) with VLMEvalKit; accuracy in [0, 1] per dataset.
+
+    `image_max_pixels`/`image_min_pixels` should be the training run's (LLaMA-Factory's names and defaults
+    for the minimum). VLMEvalKit's outputs go to `work_dir/vlmeval` (emptied first: VLMEvalKit would reuse
+    stale predictions found there); per-item results to `predictions_path(work_dir, dataset)`.
+    """
+    if not datasets:
+        raise ForgetkitError("no datasets to evaluate; name at least one MMMU or VMCBench TSV")
+    if max_new_tokens < 1 or image_max_pixels < 1 or image_min_pixels < 1:
+        raise ForgetkitError("max_new_tokens, image_max_pixels and image_min_pixels must be positive")
+    if dtype not in DTYPES:
+        raise ForgetkitError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    check_checkpoint(model_path, kind, adapter)
+    lmu_data = Path(lmu_data).resolve()
+    if not lmu_data.is_dir():
+        raise ForgetkitError(f"LMUData directory {lmu_data} not found; create it and put the TSVs there")
+    for dataset in datasets:
+        check_tsv(lmu_data, dataset)
+
+    work_dir = Path(work_dir).resolve()
+    out = work_dir / "vlmeval"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    model = {
+        "class": "ForgetkitVLM",
+        "model_path": str(Path(model_path).resolve()),
+        "kind": kind,
+        "adapter": None if adapter is None else str(Path(adapter).resolve()),
+        "device": device,
+        "dtype": dtype,
+        "image_max_pixels": image_max_pixels,
+        "image_min_pixels": image_min_pixels,
+        "max_new_tokens": max_new_tokens,
+        "system_prompt": system_prompt,
+    }
+    data = {name: {"class": benchmark_for(name).dataset_class, "dataset": name} for name in datasets}
+    config = work_dir / "vlmeval_config.json"
+    atomic.write_json(config, {"model": {MODEL_NAME: model}, "data": data})
+    args = [sys.executable, "-m", RUNNER, "--config", str(config), "--work-dir", str(out)]
+    _run(args + ["--judge", "exact_matching"], lmu_data, out, Path(log))
+    return {dataset: _collect(out / MODEL_NAME, dataset, work_dir, Path(log)) for dataset in datasets}
+
+
+def _env(lmu_data: Path) -> dict[str, str]:
+    """VLMEvalKit's environment: data root set before import (else it creates ~/LMUData), fixed output
+    formats, one process, and no variable that would move its outputs."""
+    env = subprocess_env()
+    env.update({"LMUData": str(lmu_data), "PRED_FORMAT": "xlsx", "EVAL_FORMAT": "csv"})
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    for name in ("MMEVAL_ROOT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "SPLIT_THINK", "SKIP_ERR"):
+        env.pop(name, None)
+    return env
+
+
+def _run(args: list[str], lmu_data: Path, cwd: Path, log: Path) -> None:
+    """Run VLMEvalKit in `cwd` (anything it writes to relative paths stays there) with its output in `log`
+    and a progress bar fed by its inference bar there."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as handle, tqdm(desc="vlmeval", unit="item", leave=True) as bar:
+        handle.write(f"$ {' '.join(args)}\n")
+        handle.flush()
+        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=_env(lmu_data), cwd=cwd)
+        try:
+            while process.poll() is None:
+                _update(bar, log)
+                time.sleep(0.5)
+        except BaseException:
+            process.terminate()
+            process.wait()
+            raise
+        _update(bar, log)
+    if process.returncode != 0:
+        raise StageFailed(f"VLMEvalKit failed (exit {process.returncode}): {last_error(log)}; full log: {log}")
+
+
+def _update(bar: tqdm, log: Path) -> None:
+    try:
+        with open(log, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, 2) - 4096))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return
+    matches = INFER_PROGRESS.findall(tail)
+    if matches:
+        dataset, done, total = matches[-1]
+        desc = f"vlmeval {dataset.strip()}"
+        if bar.desc != desc:
+            bar.reset(total=int(total))
+            bar.set_description(desc, refresh=False)
+        bar.n = int(done)
+        bar.refresh()
+
+
+def _collect(pred_root: Path, dataset: str, work_dir: Path, log: Path) -> float:
+    """Accuracy from VLMEvalKit's `_acc.csv`, per-item hits to JSONL; the two must agree."""
+    benchmark = benchmark_for(dataset)
+    acc_file = pred_root / f"{MODEL_NAME}_{dataset}_acc.csv"
+    items_file = pred_root / f"{MODEL_NAME}_{dataset}{benchmark.result_suffix}.xlsx"
+    if not acc_file.is_file() or not items_file.is_file():
+        raise StageFailed(f"VLMEvalKit did not score {dataset}: {_failure(pred_root, dataset, log)}; full log: {log}")
+    acc = pd.read_csv(acc_file)
+    items = pd.read_excel(items_file)
+    if benchmark is MMMU and "split" in items.columns:
+        if MMMU_SPLIT not in set(items["split"]):
+            raise ForgetkitError(
+                f"{dataset} has splits {sorted(set(items['split']))} but no {MMMU_SPLIT!r} split, the one reported; "
+                f"mark the rows to score as {MMMU_SPLIT!r}"
+            )
+        acc = acc[acc["split"] == MMMU_SPLIT]
+        items = items[items["split"] == MMMU_SPLIT]
+    accuracy = float(acc["Overall"].iloc[0]) / benchmark.scale
+    rows = [_item(row) for row in items.sort_values("index").to_dict("records")]
+    hits = sum(row["correct"] for row in rows) / len(rows)
+    # VMCBench rounds its percentages to 2 decimals.
+    if not math.isclose(accuracy, hits, abs_tol=1e-4):
+        raise ForgetkitError(f"{dataset}: {acc_file} says {accuracy} but {items_file} has {hits} correct; see {log}")
+    write_jsonl(rows, predictions_path(work_dir, dataset))
+    return accuracy
+
+
+def _item(row: dict) -> dict:
+    item = {
+        "index": row["index"] if isinstance(row["index"], int) else str(row["index"]),
+        "prediction": "" if pd.isna(row["prediction"]) else str(row["prediction"]),
+        "answer": str(row["answer"]),
+        "correct": bool(row["hit"]),
+    }
+    for key in ("split", "category"):
+        if key in row and not pd.isna(row[key]):
+            item[key] = str(row[key])
+    return item
+
+
+def _failure(pred_root: Path, dataset: str, log: Path) -> str:
+    """Why VLMEvalKit skipped or failed a dataset, from its status.json, else the log's last error."""
+    try:
+        status = json.loads((pred_root / "status.json").read_text(encoding="utf-8"))
+        entry = status["datasets"][dataset]
+    except (OSError, ValueError, KeyError, TypeError):
+        return last_error(log)
+    reason = entry.get("error_message") or entry.get("skip_reason")
+    return " ".join(str(reason).split())[:500] if reason else last_error(log)
