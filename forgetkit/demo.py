@@ -10,6 +10,7 @@ from forgetkit.clip_encoder import ClipSpec
 from forgetkit.resources import bundled
 from forgetkit.study import launch, load_study
 from forgetkit.testing.synthetic import make_image_folder
+from forgetkit.testing.vlmeval_data import TINY_MMMU, write_mmmu_tsv
 
 SPLITS = {"train": 16, "val": 4}
 
@@ -39,6 +40,8 @@ def run_demo(workdir: Path) -> dict[str, dict[str, dict]]:
                     clip=ClipSpec(pretrained="none", batch_size=32, num_workers=0),
                 ),
             )
+    if not (data / "lmudata" / f"{TINY_MMMU}.tsv").is_file():
+        write_mmmu_tsv(data / "lmudata")
     spec = workdir / "demo.yaml"
     shutil.copyfile(bundled("runs/demo.yaml"), spec)
     return launch(load_study(spec), workdir / "run")

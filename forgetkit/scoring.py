@@ -26,8 +26,9 @@ class Score:
         return {"accuracy": self.accuracy, **asdict(self)}
 
 
-def read_predictions(path: Path) -> list[tuple[str, str]]:
-    """(predict, label) pairs from LF's `generated_predictions.jsonl` or any JSONL with those keys."""
+def read_predictions(path: Path) -> list[tuple[str, str, bool | None]]:
+    """(predict, label, verdict) from LF's `generated_predictions.jsonl` or any JSONL with those keys; the
+    verdict is a judge's `correct` where the file carries one (VLMEvalKit's benchmarks), else None."""
     if not path.is_file():
         raise ForgetkitError(f"prediction file {path} does not exist")
     pairs = []
@@ -41,16 +42,20 @@ def read_predictions(path: Path) -> list[tuple[str, str]]:
                 raise ForgetkitError(f"{path}:{number}: not a JSON line ({err.msg})") from None
             if not isinstance(row, dict) or "predict" not in row or "label" not in row:
                 raise ForgetkitError(f"{path}:{number}: expected an object with 'predict' and 'label' keys")
-            pairs.append((str(row["predict"]), str(row["label"])))
+            verdict = row.get("correct")
+            pairs.append((str(row["predict"]), str(row["label"]), verdict if isinstance(verdict, bool) else None))
     if not pairs:
         raise ForgetkitError(f"{path} holds no predictions; nothing to score")
     return pairs
 
 
 def score_file(path: Path, matcher: str = "letter") -> Score:
+    """Accuracy of one file by `matcher`; a file judged by VLMEvalKit keeps its verdicts (matcher `vlmevalkit`)."""
     match = get_matcher(matcher)
-    pairs = read_predictions(path)
-    return Score(sum(match(predict, label) for predict, label in pairs), len(pairs), matcher)
+    rows = read_predictions(path)
+    if all(verdict is not None for _, _, verdict in rows):
+        return Score(sum(bool(verdict) for _, _, verdict in rows), len(rows), "vlmevalkit")
+    return Score(sum(match(predict, label) for predict, label, _ in rows), len(rows), matcher)
 
 
 def score_run(run: RunDir, matcher: str = "letter") -> dict[str, dict[str, dict]]:

@@ -8,6 +8,7 @@ config hash in the run directory's state, so a rerun skips what is done and redo
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import shutil
 from collections.abc import Callable
@@ -34,6 +35,9 @@ DEFAULT_RUNS_DIR = Path("runs") / "out"
 HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
 
 
+VLMEVAL = "vlmeval:"
+VLMEVAL_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
+"""LF chat template -> the model kind forgetkit's VLMEvalKit model class loads."""
 QUADRANTS = ("ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I")
 """The 2x2 matrix of PROTOCOL.md §2: in/out-of-distribution text x image."""
 
@@ -46,6 +50,8 @@ class EvalSpec:
     quadrants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 8
     max_new_tokens: int = 16
+    lmudata: str = "lmudata"
+    """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.quadrants) - set(QUADRANTS))
@@ -53,6 +59,16 @@ class EvalSpec:
             raise ForgetkitError(f"unknown quadrant(s) {unknown} in quadrants; use {', '.join(QUADRANTS)}")
         if not self.all_datasets:
             raise ForgetkitError("no datasets: give datasets, or quadrants mapping each quadrant to its datasets")
+
+    @property
+    def lf_datasets(self) -> tuple[str, ...]:
+        """Sets LLaMA-Factory predicts and the letter matcher scores."""
+        return tuple(name for name in self.all_datasets if not name.startswith(VLMEVAL))
+
+    @property
+    def vlmeval_datasets(self) -> tuple[str, ...]:
+        """Benchmarks VLMEvalKit runs and scores (MMMU, VMCBench), named `vlmeval:NAME` in the spec."""
+        return tuple(name.removeprefix(VLMEVAL) for name in self.all_datasets if name.startswith(VLMEVAL))
 
     @property
     def all_datasets(self) -> tuple[str, ...]:
@@ -262,9 +278,12 @@ def _checkpoint_eval_steps(study: Study, run: RunDir, model: ModelSpec, recipe_n
 def _eval_steps(
     study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None = None
 ) -> list[Step]:
-    """One LF prediction per eval dataset; a LoRA checkpoint is evaluated as `adapter` on the base model."""
-    steps = []
-    for dataset in study.eval.all_datasets:
+    """One LF prediction per eval dataset, one VLMEvalKit run for the `vlmeval:` benchmarks; a LoRA
+    checkpoint is evaluated as `adapter` on the base model."""
+    steps = (
+        [_vlmeval_step(study, run, model_path, template, checkpoint, adapter)] if study.eval.vlmeval_datasets else []
+    )
+    for dataset in study.eval.lf_datasets:
         stage = f"predict {checkpoint} {dataset}"
         scratch = run.scratch(stage)
         text = render_predict(
@@ -290,6 +309,62 @@ def _eval_steps(
             )
         )
     return steps
+
+
+def _vlmeval_step(
+    study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None
+) -> Step:
+    from forgetkit.stages.vlmeval_eval import RUNNER
+
+    if template not in VLMEVAL_KINDS:
+        raise ForgetkitError(
+            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {template!r}"
+        )
+    names = study.eval.vlmeval_datasets
+    stage = f"vlmeval {checkpoint}"
+    settings = {
+        "model": model_path,
+        "adapter": str(adapter) if adapter else None,
+        "kind": VLMEVAL_KINDS[template],
+        "datasets": names,
+        "image_max_pixels": study.data.image_max_pixels,
+        "max_new_tokens": study.eval.max_new_tokens,
+        "device": "cpu" if not study.hardware.bf16 else "cuda",
+    }
+    digest = config_hash(json.dumps(settings, sort_keys=True))
+    targets = [run.predictions(checkpoint, f"{VLMEVAL}{name}") for name in names]
+    return Step(
+        stage,
+        f"python -m {RUNNER} --config {run.scratch(stage)}/vlmeval_config.json --judge exact_matching",
+        digest,
+        run.is_done(stage, digest) and all(target.is_file() for target in targets),
+        partial(_vlmeval, study, run, stage, settings, targets),
+    )
+
+
+def _vlmeval(study: Study, run: RunDir, stage: str, settings: dict, targets: list[Path]) -> None:
+    """VLMEvalKit's own runner and judge; its per-item verdicts are kept as this checkpoint's predictions."""
+    from forgetkit.stages.vlmeval_eval import predictions_path, run_vlmeval
+
+    scratch = run.scratch(stage)
+    lmudata = Path(study.data.dataset_dir) / study.eval.lmudata
+    run_vlmeval(
+        Path(settings["model"]),
+        settings["datasets"],
+        lmudata,
+        scratch,
+        run.log(stage),
+        kind=settings["kind"],
+        adapter=Path(settings["adapter"]) if settings["adapter"] else None,
+        device=settings["device"],
+        image_max_pixels=settings["image_max_pixels"],
+        max_new_tokens=settings["max_new_tokens"],
+    )
+    for name, target in zip(settings["datasets"], targets):
+        items = [json.loads(line) for line in predictions_path(scratch, name).read_text(encoding="utf-8").splitlines()]
+        rows = [{"predict": i["prediction"], "label": i["answer"], "correct": i["correct"]} for i in items]
+        atomic.write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _run_stage(run: RunDir, step: Step) -> None:

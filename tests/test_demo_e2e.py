@@ -40,7 +40,17 @@ def test_demo_scores_zero_shot_and_every_checkpoint(demo: tuple[Path, dict]) -> 
         assert table[checkpoint]["imagenet_vqa_val"] == score_file(path).to_dict()
     assert json.loads(run.scores_path.read_text()) == table
     state = run.read_state()
-    assert len(state) == 1 + 3 + 1 and all(entry["status"] == "done" for entry in state.values())
+    assert len(state) == 2 * 4 + 1 and all(entry["status"] == "done" for entry in state.values())
+
+
+def test_the_ood_text_ood_image_quadrant_is_judged_by_vlmevalkit(demo: tuple[Path, dict]) -> None:
+    workdir, table = demo
+    run = RunDir(workdir / "run")
+    for checkpoint in CHECKPOINTS:
+        score = table[checkpoint]["vlmeval:MMMU_DEV_VAL_tiny"]
+        assert score["matcher"] == "vlmevalkit" and score["total"] == 6  # the validation rows only
+        assert "--judge exact_matching" in run.log(f"vlmeval {checkpoint}").read_text()
+    assert run.quadrants() == {"ID^T-ID^I": ["imagenet_vqa_val"], "OOD^T-OOD^I": ["vlmeval:MMMU_DEV_VAL_tiny"]}
 
 
 def test_training_updated_the_llm_only(demo: tuple[Path, dict]) -> None:
@@ -75,10 +85,11 @@ def test_dry_run_lists_every_stage_with_its_command_and_runs_nothing(demo: tuple
     run = RunDir(workdir / "run")
     state = run.state_path.read_bytes()
     steps = launch(load_study(workdir / "demo.yaml"), run.root, dry_run=True)
+    evals = [[f"vlmeval {checkpoint}", f"predict {checkpoint} imagenet_vqa_val"] for checkpoint in CHECKPOINTS]
     assert [step.name for step in steps] == [
-        "predict zero-shot imagenet_vqa_val",
+        *evals[0],
         "train llm-full",
-        *(f"predict {checkpoint} imagenet_vqa_val" for checkpoint in CHECKPOINTS[1:]),
+        *(name for pair in evals[1:] for name in pair),
     ]
     assert all(step.done for step in steps)
     assert run.state_path.read_bytes() == state
