@@ -22,6 +22,7 @@ import yaml
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec, resolve_model
+from forgetkit.presets import get_preset
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
 from forgetkit.render import DataSpec, render_predict, render_train
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, config_hash, record_versions
@@ -29,6 +30,7 @@ from forgetkit.scoring import score_run
 from forgetkit.stages import llamafactory
 from forgetkit.stages.predict import predict
 from forgetkit.stages.train import train
+from forgetkit.train_config import resolve_recipe
 
 SPEC_KEYS = {"name", "model", "template", "seed", "data", "eval", "hardware", "recipes"}
 DEFAULT_RUNS_DIR = Path("runs") / "out"
@@ -112,6 +114,7 @@ def load_study(path: Path) -> Study:
     data = DataSpec(
         dataset_dir=str((path.parent / data.dataset_dir).resolve()),
         train=tuple([data.train] if isinstance(data.train, str) else data.train),
+        mix_probs=tuple(str(p) for p in data.mix_probs),
         cutoff_len=data.cutoff_len,
         image_max_pixels=data.image_max_pixels,
     )
@@ -129,7 +132,7 @@ def load_study(path: Path) -> Study:
     for recipe_name, values in raw["recipes"].items():
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(recipe_name)):
             raise ForgetkitError(f"{path}: recipe name {recipe_name!r} must be letters, digits, '.', '_' or '-'")
-        recipes[str(recipe_name)] = Recipe.from_dict(values or {}, f"{path}: recipes.{recipe_name}")
+        recipes[str(recipe_name)] = _recipe(values or {}, f"{path}: recipes.{recipe_name}", data.train)
     return Study(
         name=name,
         model=str(raw["model"]),
@@ -153,6 +156,19 @@ def _dataclass_from(cls: type, values: Any, where: str) -> Any:
     try:
         return cls(**values)
     except (TypeError, ForgetkitError) as err:
+        raise ForgetkitError(f"{where}: {err}") from None
+
+
+def _recipe(values: Any, where: str, datasets: tuple[str, ...]) -> Recipe:
+    """A recipe mapping; `preset: NAME` starts from that preset (see --list-presets), other keys override."""
+    if not isinstance(values, dict):
+        raise ForgetkitError(f"{where} must be a mapping of recipe settings")
+    if "preset" not in values:
+        return Recipe.from_dict(values, where)
+    rest = {key: value for key, value in values.items() if key != "preset"}
+    try:
+        return resolve_recipe(get_preset(str(values["preset"])), rest, datasets)
+    except ForgetkitError as err:
         raise ForgetkitError(f"{where}: {err}") from None
 
 
@@ -206,14 +222,14 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False) -> dict[str, dict
 
     With `dry_run`, return the plan without running or writing anything.
     """
+    run = RunDir(run_dir)
+    if dry_run:
+        return plan(study, run)
     if not (Path(study.data.dataset_dir) / "dataset_info.json").is_file():
         raise ForgetkitError(
             f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
             "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
         )
-    run = RunDir(run_dir)
-    if dry_run:
-        return plan(study, run)
     run.create()
     shutil.copyfile(study.spec_path, run.root / "spec.yaml")
     record_versions(run)

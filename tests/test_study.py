@@ -76,3 +76,25 @@ def test_bad_eval_sections_name_the_problem(tmp_path: Path, eval_: str, message:
     with pytest.raises(ForgetkitError) as error:
         load_study(path)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["fig2", "table1", "table2", "fig3", "fig4"])
+def test_paper_specs_load_with_their_presets(name: str) -> None:
+    from forgetkit.presets import PRESETS
+
+    study = load_study(Path(__file__).resolve().parents[1] / "runs" / f"{name}.yaml")
+    assert study.model.startswith("qwen2.5-vl")
+    for recipe_name, recipe in study.recipes.items():
+        assert recipe in {preset.recipe for preset in PRESETS.values()}, recipe_name
+    assert set(study.eval.quadrants) <= {"ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I"}
+
+
+def test_fig4_spec_mixes_half_and_half() -> None:
+    study = load_study(Path(__file__).resolve().parents[1] / "runs" / "fig4.yaml")
+    assert study.data.train == ("imagenet_vqa_train", "llava_665k") and study.data.mix_probs == ("0.5", "0.5")
+
+
+def test_a_recipe_can_start_from_a_preset_and_override_it(tmp_path: Path) -> None:
+    study = load_study(spec(tmp_path, "recipes: {r: {preset: fig2-a, lr: 2.0e-4, steps: 100}}"))
+    recipe = study.recipes["r"]
+    assert recipe.method.value == "lora" and recipe.lr == 2e-4 and recipe.steps == 100 and recipe.batch_size == 32
