@@ -1,0 +1,255 @@
+"""Letter-logit scoring: one forward pass per MCQ row instead of LF's generation, on LF's exact inputs.
+
+A letter-answer MCQ is decided by the first token greedy decoding emits, so the option letter with
+the highest next-token logit at the assistant prefix is the answer generation gives whenever it
+answers with a letter, without decoding up to `max_new_tokens`. Everything but `generate` is
+LLaMA-Factory's own code, configured by the same `render_predict` YAML the predict stage runs:
+argument parsing, tokenizer and processor (with `image_max_pixels`), template, the predict-mode eval
+dataset (`predict_with_generate`: input ids end at the assistant prefix), model loading (class,
+dtype, LoRA adapters merged) and the batch collator (left padding, as LF pads for generation).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
+from forgetkit.recipes import Hardware
+from forgetkit.render import DataSpec, render_predict
+
+OPTION_LINE = re.compile(r"^([A-Z])\.\s", re.MULTILINE)
+
+
+@dataclass
+class PredictInputs:
+    """What LF's predict stage would feed the model, and what it would write beside each prediction.
+
+    `dataset` is LF's predict-mode eval dataset; `prompts` and `labels` are decoded as LF's
+    `save_predictions` decodes them; `letters` are each row's option letters.
+    """
+
+    name: str
+    dataset: Any
+    tokenizer: Any
+    collator: Any
+    model_args: Any
+    finetuning_args: Any
+    prompts: list[str]
+    labels: list[str]
+    letters: list[list[str]]
+    device: str
+    bf16: bool
+
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.dataset["input_ids"]]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep LF's argument dump, data example and INFO lines off the console; restore both libraries' levels."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    lf_logger = logging.getLogger("llamafactory")
+    level = lf_logger.level
+    lf_logger.setLevel(logging.ERROR)
+    transformers.logging.set_verbosity_error()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        lf_logger.setLevel(level)
+        transformers.logging.set_verbosity(verbosity)
+
+
+def _check_dataset(dataset_dir: Path, dataset: str) -> None:
+    """Fail in one line before LF's import and parsing time is spent on a name it would not find."""
+    path = Path(dataset_dir) / "dataset_info.json"
+    info = read_json(path, dict, "build the data first (forgetkit build-data ...) or pass the folder holding it")
+    if dataset not in info:
+        raise ForgetkitError(f"dataset {dataset!r} is not in {path}; known: {', '.join(sorted(info)) or 'none'}")
+
+
+def load_predict_inputs(
+    model_path: str | Path,
+    dataset_dir: str | Path,
+    dataset: str,
+    template: str,
+    *,
+    adapter: str | Path | None = None,
+    image_max_pixels: int = DataSpec.image_max_pixels,
+    cutoff_len: int = DataSpec.cutoff_len,
+    bf16: bool = False,
+    device: str = "cpu",
+) -> PredictInputs:
+    """Parse the predict stage's own YAML with LF and build its eval dataset and generation collator."""
+    _check_dataset(Path(dataset_dir), dataset)
+    with tempfile.TemporaryDirectory(prefix="forgetkit-logits-") as scratch, _quiet():
+        import transformers
+        from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_dataset, get_template_and_fix_tokenizer
+        from llamafactory.extras.constants import IGNORE_INDEX
+        from llamafactory.hparams import get_train_args
+        from llamafactory.model import load_tokenizer
+
+        data = DataSpec(
+            dataset_dir=str(dataset_dir), train=(), cutoff_len=cutoff_len, image_max_pixels=image_max_pixels
+        )
+        hardware = Hardware(bf16=bf16, dataloader_workers=0, preprocessing_workers=1)
+        config = yaml.safe_load(render_predict(model_path, template, dataset, data, scratch, hardware, adapter=adapter))
+        config["use_cpu"] = device == "cpu"
+        try:
+            model_args, data_args, training_args, finetuning_args, _ = get_train_args(config)
+        except ValueError as err:
+            raise ForgetkitError(f"LLaMA-Factory rejects the predict settings: {err}") from None
+        transformers.logging.set_verbosity_error()  # get_train_args switched it to INFO; _quiet restores the old level
+        tokenizer_module = load_tokenizer(model_args)
+        tokenizer = tokenizer_module["tokenizer"]
+        lf_template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        try:
+            rows = get_dataset(lf_template, model_args, data_args, training_args, "sft", **tokenizer_module)
+        except (ValueError, RuntimeError) as err:
+            raise ForgetkitError(f"LLaMA-Factory cannot read dataset {dataset!r} in {dataset_dir}: {err}") from None
+        tokenizer.padding_side = "left"  # what LF's predict sets before generating
+        collator = SFTDataCollatorWith4DAttentionMask(
+            template=lf_template,
+            model=None,  # LF passes none under predict_with_generate: no precomputed position ids
+            pad_to_multiple_of=None,
+            label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
+            block_diag_attn=model_args.block_diag_attn,
+            neat_packing=data_args.neat_packing,
+            compute_dtype=model_args.compute_dtype,
+            **tokenizer_module,
+        )
+    model_args.device_map = {"": device}
+    eval_rows = rows["eval_dataset"]
+    columns = eval_rows.select_columns(["input_ids", "labels"]).to_dict()
+    prompts = tokenizer.batch_decode(columns["input_ids"], skip_special_tokens=False)
+    letters = [option_letters(prompt) for prompt in prompts]
+    for index, found in enumerate(letters):
+        if len(found) < 2:
+            raise ForgetkitError(
+                f"{dataset} row {index}: no 'A. …', 'B. …' option lines in the prompt; "
+                "logits scoring needs letter-answer multiple-choice rows"
+            )
+    labels = tokenizer.batch_decode(columns["labels"], skip_special_tokens=True)
+    return PredictInputs(
+        dataset, eval_rows, tokenizer, collator, model_args, finetuning_args, prompts, labels, letters, device, bf16
+    )
+
+
+def option_letters(prompt: str) -> list[str]:
+    """The option letters of a prompt: the last run of `A. `, `B. `, … lines, in order."""
+    found = OPTION_LINE.findall(prompt)
+    if "A" not in found:
+        return []
+    start = len(found) - 1 - found[::-1].index("A")
+    letters = ["A"]
+    for letter in found[start + 1 :]:
+        if ord(letter) != ord(letters[-1]) + 1:
+            break
+        letters.append(letter)
+    return letters
+
+
+def letter_token_ids(tokenizer: Any, letters: list[str]) -> list[int]:
+    """The first token of each bare letter: what generation emits right after the assistant prefix."""
+    ids = [tokenizer.encode(letter, add_special_tokens=False)[0] for letter in letters]
+    if len(set(ids)) != len(ids):
+        raise ForgetkitError(
+            f"the tokenizer starts options {letters} with the same token; logits cannot tell them apart"
+        )
+    return ids
+
+
+def load_lf_model(inputs: PredictInputs) -> Any:
+    """The model exactly as LF's predict loads it: its class choice, dtype, attention and merged LoRA adapters."""
+    from llamafactory.model import load_model
+
+    with _quiet():
+        return load_model(inputs.tokenizer, inputs.model_args, inputs.finetuning_args, is_trainable=False)
+
+
+def score_inputs(model: Any, inputs: PredictInputs, batch_size: int = 8) -> list[dict]:
+    """One forward pass per batch; each row's letter is the argmax of the next-token logits over its letters.
+
+    Rows are batched by length (left padding stays short) and returned in dataset order.
+    """
+    import torch
+
+    every_letter = sorted({letter for found in inputs.letters for letter in found})
+    token_id = dict(zip(every_letter, letter_token_ids(inputs.tokenizer, every_letter)))
+    lengths = inputs.lengths()
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    results: list[dict] = [{}] * len(order)
+    autocast = torch.autocast(torch.device(inputs.device).type, dtype=torch.bfloat16, enabled=inputs.bf16)
+    with torch.no_grad(), autocast:
+        for start in tqdm(range(0, len(order), batch_size), desc=f"logits {inputs.name}", unit="batch"):
+            chunk = order[start : start + batch_size]
+            batch = inputs.collator([inputs.dataset[index] for index in chunk])
+            batch.pop("labels")
+            batch = {key: value.to(inputs.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+            next_token = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
+            for row, index in enumerate(chunk):
+                letters = inputs.letters[index]
+                logprobs = next_token[row, [token_id[letter] for letter in letters]]
+                results[index] = {
+                    "prompt": inputs.prompts[index],
+                    "predict": letters[int(logprobs.argmax())],
+                    "label": inputs.labels[index],
+                    "letter_probs": dict(zip(letters, logprobs.softmax(-1).tolist())),
+                    "letter_mass": float(logprobs.exp().sum()),
+                }
+    return results
+
+
+def score_by_logits(
+    model_path: str | Path,
+    dataset_dir: str | Path,
+    dataset: str,
+    template: str,
+    *,
+    adapter: str | Path | None = None,
+    image_max_pixels: int = DataSpec.image_max_pixels,
+    cutoff_len: int = DataSpec.cutoff_len,
+    bf16: bool = False,
+    device: str = "cpu",
+    batch_size: int = 8,
+    output: Path | None = None,
+) -> Path | list[dict]:
+    """Rows shaped like LF's `generated_predictions.jsonl` (`prompt`, `predict` = the chosen letter, `label`
+    as LF decodes it) plus `letter_probs` (softmax over the option letters) and `letter_mass` (the letters'
+    share of the full next-token distribution, low when the model would not answer with a letter).
+
+    Written as JSONL to `output` (returned) when given, else returned. `bf16` mirrors the predict YAML's
+    flag (LF then evaluates under bf16 autocast).
+    """
+    inputs = load_predict_inputs(
+        model_path,
+        dataset_dir,
+        dataset,
+        template,
+        adapter=adapter,
+        image_max_pixels=image_max_pixels,
+        cutoff_len=cutoff_len,
+        bf16=bf16,
+        device=device,
+    )
+    rows = score_inputs(load_lf_model(inputs), inputs, batch_size)
+    if output is None:
+        return rows
+    atomic.write_text(output, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    return output
