@@ -52,10 +52,14 @@ class EvalSpec:
     quadrants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 8
     max_new_tokens: int = 16
+    scoring: str = "generate"
+    """`generate` (LF prediction, the paper's way) or `logits` (one forward pass over the option letters)."""
     lmudata: str = "lmudata"
     """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
 
     def __post_init__(self) -> None:
+        if self.scoring not in ("generate", "logits"):
+            raise ForgetkitError(f"scoring {self.scoring!r} unknown; use generate or logits")
         unknown = sorted(set(self.quadrants) - set(QUADRANTS))
         if unknown:
             raise ForgetkitError(f"unknown quadrant(s) {unknown} in quadrants; use {', '.join(QUADRANTS)}")
@@ -313,8 +317,11 @@ def _eval_steps(
             max_new_tokens=study.eval.max_new_tokens,
             adapter=adapter,
         )
-        digest = config_hash(text)
         target = run.predictions(checkpoint, dataset)
+        if study.eval.scoring == "logits":
+            steps.append(_logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target))
+            continue
+        digest = config_hash(text)
         steps.append(
             Step(
                 stage,
@@ -325,6 +332,40 @@ def _eval_steps(
             )
         )
     return steps
+
+
+def _logits_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    template: str,
+    checkpoint: str,
+    dataset: str,
+    predict_config: str,
+    adapter: Path | None,
+    target: Path,
+) -> Step:
+    """Letter-logit scoring on exactly the inputs LF's prediction would see (its config is the cache key)."""
+    from forgetkit.stages.logits import score_by_logits
+
+    stage = f"logits {checkpoint} {dataset}"
+    digest = config_hash("logits\n" + predict_config)
+    action = partial(
+        score_by_logits,
+        model_path,
+        study.data.dataset_dir,
+        dataset,
+        template,
+        adapter=adapter,
+        image_max_pixels=study.data.image_max_pixels,
+        cutoff_len=study.data.cutoff_len,
+        bf16=study.hardware.bf16,
+        device="cuda" if study.hardware.bf16 else "cpu",
+        batch_size=study.eval.batch_size,
+        output=target,
+    )
+    command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
 
 
 def _vlmeval_step(

@@ -98,3 +98,39 @@ def test_a_recipe_can_start_from_a_preset_and_override_it(tmp_path: Path) -> Non
     study = load_study(spec(tmp_path, "recipes: {r: {preset: fig2-a, lr: 2.0e-4, steps: 100}}"))
     recipe = study.recipes["r"]
     assert recipe.method.value == "lora" and recipe.lr == 2e-4 and recipe.steps == 100 and recipe.batch_size == 32
+
+
+def test_logits_scoring_runs_in_place_of_lf_prediction(
+    shapes: Path,
+    offline_clip,
+    tmp_path: Path,  # noqa: ANN001
+) -> None:
+    from datasets_builders import BuildOptions, build
+    from forgetkit.rundir import RunDir
+    from forgetkit.scoring import score_file
+    from forgetkit.study import plan
+
+    options = BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=offline_clip)
+    build("imagenet-vqa", options)
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
+        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
+        "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
+        "recipes: {r: {steps: 2, save_steps: 2}}\n"
+    )
+    run = RunDir(tmp_path / "run").create()
+    steps = plan(load_study(path), run)
+    assert [step.name for step in steps] == [
+        "logits zero-shot imagenet_vqa_val",
+        "train r",
+        "logits r/checkpoint-2 imagenet_vqa_val",
+    ]
+    steps[0].action()
+    target = run.predictions("zero-shot", "imagenet_vqa_val")
+    score = score_file(target)
+    assert score.total == 24 and 0 <= score.accuracy <= 1
+    assert all(
+        row_predict in "ABCD"
+        for row_predict in (line.split('"predict": "')[1][0] for line in target.read_text().splitlines())
+    )
