@@ -18,11 +18,10 @@ import json
 import math
 import re
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -32,7 +31,7 @@ from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import write_jsonl
 from forgetkit.jsonfile import read_json
-from forgetkit.stages.llamafactory import StageFailed, last_error, subprocess_env
+from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
 
 # kind -> (config.json model_type, transformers class that loads it)
 MODEL_KINDS = {
@@ -199,22 +198,16 @@ def _env(lmu_data: Path) -> dict[str, str]:
 def _run(args: list[str], lmu_data: Path, cwd: Path, log: Path) -> None:
     """Run VLMEvalKit in `cwd` (anything it writes to relative paths stays there) with its output in `log`
     and a progress bar fed by its inference bar there."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w", encoding="utf-8") as handle, tqdm(desc="vlmeval", unit="item", leave=True) as bar:
-        handle.write(f"$ {' '.join(args)}\n")
-        handle.flush()
-        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=_env(lmu_data), cwd=cwd)
-        try:
-            while process.poll() is None:
-                _update(bar, log)
-                time.sleep(0.5)
-        except BaseException:
-            process.terminate()
-            process.wait()
-            raise
-        _update(bar, log)
-    if process.returncode != 0:
-        raise StageFailed(f"VLMEvalKit failed (exit {process.returncode}): {last_error(log)}; full log: {log}")
+    run_logged(
+        args,
+        log,
+        desc="vlmeval",
+        unit="item",
+        watch=partial(_update, log=log),
+        failure="VLMEvalKit",
+        env=_env(lmu_data),
+        cwd=cwd,
+    )
 
 
 def _update(bar: tqdm, log: Path) -> None:

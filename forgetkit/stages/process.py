@@ -1,0 +1,65 @@
+"""Run one external tool the way every stage does: full output in a log, a progress bar, one-line failure."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from forgetkit.errors import ForgetkitError
+
+
+class StageFailed(ForgetkitError):
+    """A tool exited non-zero; the message names the stage, the likely cause and the full log."""
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def run_logged(
+    args: list[str],
+    log: Path,
+    *,
+    desc: str,
+    unit: str,
+    watch: Callable[[tqdm], None],
+    failure: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Run `args` with stdout and stderr in `log` (first line: the command); `watch(bar)` updates the
+    progress bar from whatever the tool writes as it runs. A non-zero exit raises `StageFailed` naming
+    `failure`, the telling line of the log and the log itself; an interrupt stops the tool."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as handle, tqdm(desc=desc, unit=unit, leave=True) as bar:
+        handle.write(f"$ {' '.join(args)}\n")
+        handle.flush()
+        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env or subprocess_env(), cwd=cwd)
+        try:
+            while process.poll() is None:
+                watch(bar)
+                time.sleep(0.5)
+        except BaseException:
+            process.terminate()
+            process.wait()
+            raise
+        watch(bar)
+    if process.returncode != 0:
+        raise StageFailed(f"{failure} failed (exit {process.returncode}): {last_error(log)}; full log: {log}")
+
+
+def last_error(log: Path) -> str:
+    """The most telling line of a failed tool's output: its last exception line, else its last line."""
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.split(":", 1)[0].endswith(("Error", "Exception")):
+            return line[:500]
+    return lines[-1][:500] if lines else "no output"
