@@ -37,7 +37,7 @@ from datasets_builders.classification import (
     scan_class_folders,
 )
 from datasets_builders.flowers102_vqa import clip_benchmark_names
-from datasets_builders.hf_images import hf_labelled_images, is_hf_source, open_hf_images, rename_classes
+from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -95,10 +95,7 @@ def build(options: BuildOptions) -> BuildResult:
         if hf.only_split:
             chosen = per_class_split(hf.labels[hf.rows], hf.class_names, options.split, train_per_class, split_seed)
             hf = hf.with_rows(hf.rows[chosen])
-        if options.class_names is not None:
-            names = rename_classes(hf.class_names, read_class_names(options.class_names), str(options.class_names))
-        else:
-            names = caltech101_names(hf.class_names)
+        names = hf_class_names(hf, options, lambda label_names, _: caltech101_names(label_names))
         return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
     root = categories_root(options.require_source(LAYOUTS))
     folders, paths, labels = scan_class_folders(root)

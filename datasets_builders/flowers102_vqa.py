@@ -33,7 +33,7 @@ from datasets_builders.classification import (
     read_class_names,
     scan_class_folders,
 )
-from datasets_builders.hf_images import hf_labelled_images, is_hf_source, open_hf_images, rename_classes
+from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -65,10 +65,7 @@ def build(options: BuildOptions) -> BuildResult:
     dataset = f"flowers102_vqa_{options.split}"
     if options.source is not None and is_hf_source(options.source):
         hf = open_hf_images(options.source, options.split)
-        if options.class_names is not None:
-            names = rename_classes(hf.class_names, read_class_names(options.class_names), str(options.class_names))
-        else:
-            names = keyed_names(hf.class_names, hf.where)
+        names = hf_class_names(hf, options, keyed_names)
         return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
     source = options.require_source(LAYOUTS)
     base = torchvision_base(source)

@@ -18,15 +18,14 @@ import dataclasses
 import io
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
-from unittest import mock
 
 import numpy as np
 from PIL import Image as PILImage
 
-from datasets_builders.classification import IMAGE_SUFFIXES, LabelledImages
+from datasets_builders.classification import IMAGE_SUFFIXES, LabelledImages, read_class_names
 from datasets_builders.registry import BuildOptions
 from forgetkit.errors import ForgetkitError
 
@@ -111,6 +110,16 @@ def open_hf_images(source: Path, split: str) -> HFImages:
     return HFImages(dataset, image_column, class_names, labels, rows, where, only_split)
 
 
+def hf_class_names(
+    images: HFImages, options: BuildOptions, default: Callable[[list[str], str], list[str]]
+) -> list[str]:
+    """An HF source's class names: `--class-names` when given (keyed by ClassLabel name or index), else
+    `default(ClassLabel names, source description)`, the dataset's own naming rule."""
+    if options.class_names is not None:
+        return rename_classes(images.class_names, read_class_names(options.class_names), str(options.class_names))
+    return default(images.class_names, images.where)
+
+
 def rename_classes(class_names: list[str], mapping: Mapping[str, str], mapping_name: str) -> list[str]:
     """Class names from a `--class-names` file whose keys are the ClassLabel names or their 0-based indices
     (indices serve names that contain spaces, which a `<key> <name>` line cannot hold)."""
@@ -166,15 +175,18 @@ def _load(source: Path) -> tuple[datasets.Dataset | datasets.DatasetDict, str]:
     name, _, config = spec.removeprefix(HF_PREFIX).partition(":")
     if not name:
         raise ForgetkitError(f"--source {spec!r} names no dataset; write it as hf:OWNER/NAME")
-    with mock.patch.object(datasets.config, "HF_HUB_OFFLINE", True):
-        try:
-            return datasets.load_dataset(name, config or None), spec
-        except (ConnectionError, FileNotFoundError, ValueError) as err:
-            raise ForgetkitError(
-                f"{name} is not in the Hugging Face datasets cache ({datasets.config.HF_DATASETS_CACHE}: "
-                f"{_first_line(err)}); builds never download: load it once with network access "
-                f"(python -c \"import datasets; datasets.load_dataset('{name}')\"), or pass a save_to_disk folder"
-            ) from None
+    online = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
+    try:
+        return datasets.load_dataset(name, config or None), spec
+    except (ConnectionError, FileNotFoundError, ValueError) as err:
+        raise ForgetkitError(
+            f"{name} is not in the Hugging Face datasets cache ({datasets.config.HF_DATASETS_CACHE}: "
+            f"{_first_line(err)}); builds never download: load it once with network access "
+            f"(python -c \"import datasets; datasets.load_dataset('{name}')\"), or pass a save_to_disk folder"
+        ) from None
+    finally:
+        datasets.config.HF_HUB_OFFLINE = online
 
 
 def _pick_split(

@@ -21,7 +21,7 @@ from datasets_builders.classification import (
     read_class_names,
     scan_class_folders,
 )
-from datasets_builders.hf_images import hf_labelled_images, is_hf_source, open_hf_images, rename_classes
+from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -84,11 +84,7 @@ def _synset_lemmas() -> dict[str, str]:
 def hf_imagenet_images(source: Path, options: BuildOptions, dataset: str) -> LabelledImages:
     """A Hugging Face ImageNet(-like) split as image files with CLIP class names (or `--class-names`)."""
     images = open_hf_images(source, options.split)
-    if options.class_names is not None:
-        names = rename_classes(images.class_names, read_class_names(options.class_names), str(options.class_names))
-    else:
-        names = imagenet_label_names(images.class_names, images.where)
-    return hf_labelled_images(images, names, options, dataset)
+    return hf_labelled_images(images, hf_class_names(images, options, imagenet_label_names), options, dataset)
 
 
 def split_root(source: Path, split: str) -> Path:

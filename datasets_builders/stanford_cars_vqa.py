@@ -28,7 +28,7 @@ from datasets_builders.classification import (
     scan_class_folders,
 )
 from datasets_builders.flowers102_vqa import integer_vector, load_mat, split_folder
-from datasets_builders.hf_images import hf_labelled_images, is_hf_source, open_hf_images, rename_classes
+from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -54,9 +54,7 @@ def build(options: BuildOptions) -> BuildResult:
     dataset = f"stanford_cars_vqa_{options.split}"
     if options.source is not None and is_hf_source(options.source):
         hf = open_hf_images(options.source, options.split)
-        names = hf.class_names
-        if options.class_names is not None:
-            names = rename_classes(names, read_class_names(options.class_names), str(options.class_names))
+        names = hf_class_names(hf, options, lambda label_names, _: list(label_names))
         return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
     source = options.require_source(LAYOUTS)
     base = source / "stanford_cars" if (source / "stanford_cars").is_dir() else source
