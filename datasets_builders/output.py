@@ -28,14 +28,18 @@ def export(
     skipped: Mapping[str, str] | None = None,
     details: Mapping[str, object] | None = None,
 ) -> BuildResult:
-    """Write the MCQ records of `dataset` in every format, then its manifest."""
+    """Write the MCQ records of `dataset` in every format, then its manifest.
+
+    `<dataset>.records.jsonl` holds the canonical records in the LF JSON's row order, so what scoring needs
+    beyond the label (class name, planted class-name option) lines up with LF's predictions.
+    """
     if not records:
         raise ForgetkitError(f"{dataset}: no questions to write (every source item was skipped or filtered out)")
     out = _begin(dataset, options)
     json_path = out / f"{dataset}.json"
     exporters.write_lf_json(records, json_path)
     records_path = out / f"{dataset}.records.jsonl"
-    exporters.write_jsonl((record.to_dict() for record in records), records_path)
+    atomic.write_jsonl(records_path, (record.to_dict() for record in records))
     files = [json_path, records_path]
     if options.write_tsv:
         tsv_path = out / f"{dataset}.tsv"
@@ -76,7 +80,7 @@ def export_rows(
         if len(sidecar) != len(rows):
             raise ValueError(f"{dataset}: sidecar {kind!r} has {len(sidecar)} rows for {len(rows)} LF rows")
         files.append(out / f"{dataset}.{kind}.jsonl")
-        exporters.write_jsonl(sidecar, files[-1])
+        atomic.write_jsonl(files[-1], sidecar)
     counts = {"records": len(rows), "skipped": len(skipped or {})}
     return _finish(dataset, options, files, counts, skipped, details, entry)
 

@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,6 +33,16 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Any]) -> int:
+    """One JSON value per line; returns how many."""
+    count = 0
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    return count
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -61,18 +61,6 @@ def write_lf_rows(rows: list[dict], path: Path) -> int:
     return len(rows)
 
 
-def write_jsonl(rows: Iterable[dict], path: Path) -> int:
-    """One JSON object per line, written atomically. Beside an LF JSON, in its row order, it carries
-    what scoring needs beyond the label (class name, planted option, question id), aligned with
-    LF's predictions."""
-    count = 0
-    with atomic.atomic_open(path) as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
-
-
 def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
     """Add or replace one entry of `dataset_dir/dataset_info.json`, keeping every other entry."""
     info_path = dataset_dir / "dataset_info.json"

@@ -420,7 +420,7 @@ def _vlmeval(study: Study, run: RunDir, stage: str, settings: dict, targets: lis
     for name, target in zip(settings["datasets"], targets):
         items = [json.loads(line) for line in predictions_path(scratch, name).read_text(encoding="utf-8").splitlines()]
         rows = [{"predict": i["prediction"], "label": i["answer"], "correct": i["correct"]} for i in items]
-        atomic.write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        atomic.write_jsonl(target, rows)
     shutil.rmtree(scratch, ignore_errors=True)
 
 

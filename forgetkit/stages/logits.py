@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import re
 import tempfile
@@ -251,5 +250,5 @@ def score_by_logits(
     rows = score_inputs(load_lf_model(inputs), inputs, batch_size)
     if output is None:
         return rows
-    atomic.write_text(output, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    atomic.write_jsonl(output, rows)
     return output

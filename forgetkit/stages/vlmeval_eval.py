@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.exporters import write_jsonl
 from forgetkit.jsonfile import read_json
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
 
@@ -251,7 +250,7 @@ def _collect(pred_root: Path, dataset: str, work_dir: Path, log: Path) -> float:
     # VMCBench rounds its percentages to 2 decimals.
     if not math.isclose(accuracy, hits, abs_tol=1e-4):
         raise ForgetkitError(f"{dataset}: {acc_file} says {accuracy} but {items_file} has {hits} correct; see {log}")
-    write_jsonl(rows, predictions_path(work_dir, dataset))
+    atomic.write_jsonl(predictions_path(work_dir, dataset), rows)
     return accuracy
 
 
