@@ -16,7 +16,7 @@ import numpy as np
 import open_clip
 
 from datasets_builders.output import export
-from datasets_builders.registry import BuildOptions, BuildResult
+from datasets_builders.registry import BuildOptions, BuildResult, seeded_subset
 from forgetkit.clip_encoder import Clip
 from forgetkit.distractors import group_names, pick_distractors, place_answers
 from forgetkit.errors import ForgetkitError
@@ -54,9 +54,7 @@ class LabelledImages:
         """A seeded random subset of `limit` images, kept in source order."""
         if limit is None or limit >= len(self.paths):
             return self
-        if limit < 1:
-            raise ForgetkitError(f"--limit must be at least 1, got {limit}")
-        keep = np.sort(np.random.default_rng(seed).choice(len(self.paths), size=limit, replace=False))
+        keep = seeded_subset(len(self.paths), limit, seed)
         return replace(self, paths=[self.paths[i] for i in keep], labels=self.labels[keep])
 
 

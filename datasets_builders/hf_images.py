@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from datasets_builders.classification import IMAGE_SUFFIXES, LabelledImages, read_class_names
-from datasets_builders.registry import BuildOptions
+from datasets_builders.registry import BuildOptions, seeded_subset
 from forgetkit.errors import ForgetkitError
 
 if TYPE_CHECKING:
@@ -144,12 +144,7 @@ def hf_labelled_images(images: HFImages, class_names: list[str], options: BuildO
     applies, so `--limit 100` of a 1.28 M-image split writes 100 files and gives the same questions.
     """
     folder = options.out / "images" / dataset
-    rows = images.rows
-    if options.limit is not None:
-        planned = LabelledImages([folder / str(row) for row in rows], images.labels[rows], class_names, folder)
-        rows = np.asarray(
-            [int(path.name) for path in planned.subset(options.limit, options.seed).paths], dtype=np.int64
-        )
+    rows = images.rows[seeded_subset(len(images.rows), options.limit, options.seed)]
     paths, written = _write_images(images, rows, folder, options.strict)
     kept = np.asarray([path is not None for path in paths], dtype=bool)
     log.info("%s: %d image files in %s (%d written, the rest already there)", dataset, kept.sum(), folder, written)

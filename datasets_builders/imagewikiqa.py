@@ -51,7 +51,7 @@ from PIL import Image
 from datasets_builders.classification import image_ref, read_class_names
 from datasets_builders.imagenet_vqa import imagenet_wnid_names
 from datasets_builders.output import export
-from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN
@@ -266,7 +266,7 @@ def load_questions(options: BuildOptions, dataset: str) -> _Loaded:
 
     parquet = files[0].suffix == ".parquet"
     rows = _parquet_rows(files) if parquet else list(read_json_rows(files[0]))
-    keep = set(_seeded_subset(len(rows), options.limit, options.seed).tolist())
+    keep = set(seeded_subset(len(rows), options.limit, options.seed).tolist())
     parsed: list[tuple[_Row, _Parsed]] = []
     for position, row in enumerate(rows):
         if position not in keep:
@@ -437,15 +437,6 @@ def _wnid_class(recorded: str, wnid_names: dict[str, str]) -> str | None:
 def _json_format(path: Path) -> str:
     with open(path, encoding="utf-8") as handle:
         return "json" if handle.read(4096).lstrip().startswith("[") else "jsonl"
-
-
-def _seeded_subset(count: int, limit: int | None, seed: int) -> np.ndarray:
-    """Positions of a seeded random subset of `limit` source rows, in source order."""
-    if limit is None or limit >= count:
-        return np.arange(count)
-    if limit < 1:
-        raise ForgetkitError(f"--limit must be at least 1, got {limit}")
-    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
 
 
 def _linked_images(recorded: Sequence[object], root: Path) -> list[Path | str]:

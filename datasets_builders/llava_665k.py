@@ -25,7 +25,7 @@ import numpy as np
 
 from datasets_builders.classification import image_ref
 from datasets_builders.output import export_rows
-from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
 from forgetkit.jsonfile import read_json
@@ -151,15 +151,6 @@ def convert_conversations(
             *first,
         )
     return rows, [row[0] for row in kept], skipped, sum(row[3] for row in kept)
-
-
-def seeded_subset(count: int, limit: int | None, seed: int) -> np.ndarray:
-    """Indices of a seeded random subset of `limit` out of `count`, in source order."""
-    if limit is None or limit >= count:
-        return np.arange(count)
-    if limit < 1:
-        raise ForgetkitError(f"--limit must be at least 1, got {limit}")
-    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
 
 
 def subset_of(row: object) -> str | None:

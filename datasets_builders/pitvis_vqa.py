@@ -47,10 +47,9 @@ from datasets_builders.rare_domains import (
     check_split,
     mcq_records,
     sample_options,
-    seeded_subset,
     write_image,
 )
-from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)

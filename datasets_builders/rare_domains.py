@@ -38,15 +38,6 @@ def check_split(split: str, builder: str) -> None:
         raise ForgetkitError(f"{builder} builds --split train or --split test (the paper's two sets), not {split!r}")
 
 
-def seeded_subset(n: int, limit: int | None, rng: np.random.Generator) -> np.ndarray:
-    """Indices of a `--limit` random subset of `n` questions, in their original order (all of them without a limit)."""
-    if limit is not None and limit < 1:
-        raise ForgetkitError(f"--limit must be at least 1, got {limit}")
-    if limit is None or limit >= n:
-        return np.arange(n)
-    return np.sort(rng.choice(n, size=limit, replace=False))
-
-
 def sample_options(
     truth: np.ndarray, pool: Sequence[int], fixed: Sequence[int], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 
@@ -106,6 +108,19 @@ def build(name: str, options: BuildOptions) -> BuildResult:
         known = ", ".join(sorted(info.params)) or "none"
         raise ForgetkitError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
     return info.build(options)
+
+
+def seeded_subset(count: int, limit: int | None, seed: int | np.random.Generator) -> np.ndarray:
+    """Positions of the `--limit` subset of `count` source items, in source order (all of them without a limit).
+
+    Every builder takes its subset here, so `--limit N --seed S` means the same rule everywhere; `seed` may
+    be a builder's own generator when the subset is one draw among others.
+    """
+    if limit is not None and limit < 1:
+        raise ForgetkitError(f"--limit must be at least 1, got {limit}")
+    if limit is None or limit >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size=limit, replace=False))
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
