@@ -42,13 +42,12 @@ from PIL import Image
 
 from datasets_builders.output import export
 from datasets_builders.rare_domains import (
-    Skips,
     check_split,
     mcq_records,
     sample_options,
     write_image,
 )
-from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
+from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)
@@ -173,7 +172,7 @@ def build(options: BuildOptions) -> BuildResult:
         label, range(len(CLASS_NAMES)), range(len(CLASS_NAMES), len(names)), question_rng
     )
 
-    skips = Skips(options.strict)
+    skips = Skips(options.strict, "bsccm")
     images, ok = write_images(dataset, cell, [channels[c] for c in channel], normalize, options.out, skips)
     skips.report()
     name = f"bsccm_vqa_{options.split}"

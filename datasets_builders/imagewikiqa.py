@@ -51,7 +51,7 @@ from PIL import Image
 from datasets_builders.classification import image_ref, read_class_names
 from datasets_builders.imagenet_vqa import imagenet_wnid_names
 from datasets_builders.output import export
-from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
+from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN
@@ -257,12 +257,8 @@ def load_questions(options: BuildOptions, dataset: str) -> _Loaded:
     if not image_root.is_dir():
         raise ForgetkitError(f"image_root {image_root} is not a folder; pass --param image_root=<folder of images>")
     wnid_names = read_class_names(options.class_names) if options.class_names else imagenet_wnid_names()
-    skipped: dict[str, str] = {}
-
-    def skip(item: str, reason: str) -> None:
-        if options.strict:
-            raise ForgetkitError(f"{item}: {reason} (drop --strict to skip such rows with a count)")
-        skipped[item] = reason
+    skips = Skips(options.strict, dataset)
+    skip = skips.add
 
     parquet = files[0].suffix == ".parquet"
     rows = _parquet_rows(files) if parquet else list(read_json_rows(files[0]))
@@ -303,15 +299,8 @@ def load_questions(options: BuildOptions, dataset: str) -> _Loaded:
                 class_name=fields.class_name or wnid_class,
             )
         )
-    if skipped:
-        first = next(iter(skipped.items()))
-        log.warning(
-            "%s: skipped %d row(s), listed in the manifest; first: %s (%s). Use --strict to stop instead",
-            dataset,
-            len(skipped),
-            *first,
-        )
-    return _Loaded(questions, skipped, "parquet" if parquet else _json_format(files[0]), len(rows))
+    skips.report()
+    return _Loaded(questions, skips.items, "parquet" if parquet else _json_format(files[0]), len(rows))
 
 
 @register(
@@ -357,16 +346,14 @@ def build_classlabel(options: BuildOptions) -> BuildResult:
         raise ForgetkitError(f"--param instruction={instruction} is not one of: {', '.join(INSTRUCTION_CHOICES)}")
     loaded = load_questions(options, dataset)
     draws = np.random.default_rng([options.seed, 1]).random(loaded.rows)
-    skipped = dict(loaded.skipped)
+    skips = Skips(options.strict, dataset, dict(loaded.skipped))
     records = []
     already: list[str] = []
     is_answer: list[str] = []
     for question in loaded.questions:
         if question.class_name is None:
             reason = "no class name: the row has no 'classname' and its image path no ImageNet wnid folder"
-            if options.strict:
-                raise ForgetkitError(f"{question.item}: {reason} (drop --strict to skip such rows with a count)")
-            skipped[question.item] = reason
+            skips.add(question.item, reason)
             continue
         folded = [_fold(option) for option in question.options]
         answer = LETTERS.index(question.answer)
@@ -398,7 +385,7 @@ def build_classlabel(options: BuildOptions) -> BuildResult:
         },
         "class_is_answer_items": is_answer,
     }
-    return export(records, dataset, options, skipped=skipped, details=details)
+    return export(records, dataset, options, skipped=skips.items, details=details)
 
 
 def _record(question: Question, dataset: str, options: BuildOptions) -> MCQRecord:

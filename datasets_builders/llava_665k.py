@@ -14,7 +14,6 @@ gpt turns are dropped and the one `<image>` moves to the start of its turn (`<im
 
 from __future__ import annotations
 
-import logging
 import os
 import posixpath
 from collections import defaultdict
@@ -25,12 +24,10 @@ import numpy as np
 
 from datasets_builders.classification import image_ref
 from datasets_builders.output import export_rows
-from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
+from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
 from forgetkit.jsonfile import read_json
-
-log = logging.getLogger(__name__)
 
 JSON_NAME = "llava_v1_5_mix665k.json"
 ROLES = {"human": "user", "gpt": "assistant"}
@@ -105,15 +102,12 @@ def convert_conversations(
     """LLaVA-format rows (`raw[i]` for i in `indices`) → LF rows, their source indices, skipped rows
     (with the reason) and the leading gpt turns dropped from kept rows; with `options.strict` a bad row raises."""
     kept: list[tuple[int, list[dict], str | None, int]] = []
-    skipped: dict[str, str] = {}
+    skips = Skips(options.strict, label)
 
     def skip(index: int, reason: str) -> None:
         item = f"{label}[{index}]"
         row_id = raw[index].get("id") if isinstance(raw[index], dict) else None
-        item = f"{item} id={row_id}" if row_id is not None else item
-        if options.strict:
-            raise ForgetkitError(f"{item}: {reason} (drop --strict to skip such rows with a count)")
-        skipped[item] = reason
+        skips.add(f"{item} id={row_id}" if row_id is not None else item, reason)
 
     for index in indices:
         row = raw[index]
@@ -142,15 +136,8 @@ def convert_conversations(
         {"messages": messages, "images": [] if image is None else [posixpath.join(root_ref, image)]}
         for _, messages, image, _ in kept
     ]
-    if skipped:
-        first = next(iter(skipped.items()))
-        log.warning(
-            "%s: skipped %d row(s), listed in the manifest; first: %s (%s). Use --strict to stop instead",
-            label,
-            len(skipped),
-            *first,
-        )
-    return rows, [row[0] for row in kept], skipped, sum(row[3] for row in kept)
+    skips.report()
+    return rows, [row[0] for row in kept], skips.items, sum(row[3] for row in kept)
 
 
 def subset_of(row: object) -> str | None:

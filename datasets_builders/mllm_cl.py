@@ -20,7 +20,6 @@ so a domain's replay rows are the same whichever later domain asks for them.
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import zlib
 from pathlib import Path
@@ -30,11 +29,9 @@ import numpy as np
 from datasets_builders.classification import image_ref
 from datasets_builders.llava_665k import convert_conversations, existing_files, load_json_list
 from datasets_builders.output import export_rows
-from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
+from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
-
-log = logging.getLogger(__name__)
 
 DOMAINS = ("RS", "Med", "AD", "Sci", "Fin")
 """The paper's task order (PROTOCOL §4), which is also the folder names."""
@@ -99,27 +96,20 @@ def question_rows(source: Path, domain: str, options: BuildOptions) -> tuple[lis
     folder = domain_folder(source, domain)
     raw = load_json_list(folder / "test.json")
     label = f"{domain}/test.json"
-    skipped: dict[str, str] = {}
+    skips = Skips(options.strict, label)
     candidates: list[dict] = []
     seen: set = set()
     for index, row in enumerate(raw):
         problem = _question_problem(row, seen)
         if problem:
-            item = f"{label}[{index}]"
-            if options.strict:
-                raise ForgetkitError(f"{item}: {problem} (drop --strict to skip such rows with a count)")
-            skipped[item] = problem
+            skips.add(f"{label}[{index}]", problem)
             continue
         seen.add(row["question_id"])
         candidates.append(row)
     found = existing_files(folder, [row["image"] for row in candidates])
     for row in (candidates[i] for i in np.flatnonzero(~found)):
-        item = f"{label} question_id={row['question_id']}"
-        if options.strict:
-            raise ForgetkitError(f"{item}: image {folder / row['image']} does not exist")
-        skipped[item] = f"image {folder / row['image']} does not exist"
-    if skipped:
-        log.warning("%s: skipped %d row(s), listed in the manifest. Use --strict to stop instead", label, len(skipped))
+        skips.add(f"{label} question_id={row['question_id']}", f"image {folder / row['image']} does not exist")
+    skips.report()
     kept = [row for row, ok in zip(candidates, found) if ok]
     root = image_ref(folder, options.out)
     rows, meta = [], []
@@ -144,7 +134,7 @@ def question_rows(source: Path, domain: str, options: BuildOptions) -> tuple[lis
                 "answer": row["answer"],
             }
         )
-    return rows, meta, skipped
+    return rows, meta, skips.items
 
 
 def _question_problem(row: object, seen: set) -> str | None:

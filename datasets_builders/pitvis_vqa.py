@@ -43,13 +43,12 @@ from PIL import Image
 from datasets_builders.classification import IMAGE_SUFFIXES, image_ref
 from datasets_builders.output import export
 from datasets_builders.rare_domains import (
-    Skips,
     check_split,
     mcq_records,
     sample_options,
     write_image,
 )
-from datasets_builders.registry import BuildOptions, BuildResult, register, seeded_subset
+from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)
@@ -141,7 +140,7 @@ def build(options: BuildOptions) -> BuildResult:
     if not videos:
         raise ForgetkitError(f"no annotated video is in the {options.split} split (test videos: {sorted(test_videos)})")
 
-    skips = Skips(options.strict)
+    skips = Skips(options.strict, "pitvis")
     position = {instrument: i for i, instrument in enumerate(ids)}
     frames, truth, unlabelled = labelled_frames(videos, annotations, video_files, position, frames_dir, every, skips)
 

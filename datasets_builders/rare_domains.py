@@ -8,9 +8,7 @@ unreadable items unless `--strict`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +17,6 @@ from PIL import Image
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.records import LETTERS, MCQRecord
-
-log = logging.getLogger(__name__)
 
 N_OPTIONS = 6
 ANSWER_SUFFIX = "Please answer with a single letter (A, B, C, D, E or F)"
@@ -97,26 +93,3 @@ def write_image(image: Image.Image, path: Path) -> None:
     that a rerun would take as done."""
     with atomic.atomic_open(path, "wb") as handle:
         image.save(handle, **_SAVE_ARGS[path.suffix.lower()])
-
-
-@dataclass
-class Skips:
-    """Unreadable items and malformed rows: counted and listed in the manifest, or fatal with --strict."""
-
-    strict: bool
-    items: dict[str, str] = field(default_factory=dict)
-
-    def add(self, item: str, reason: str) -> None:
-        if self.strict:
-            raise ForgetkitError(f"{item}: {reason} (without --strict it is skipped and listed in the manifest)")
-        self.items[item] = reason
-
-    def report(self) -> None:
-        if self.items:
-            item, reason = next(iter(self.items.items()))
-            log.warning(
-                "skipped %d item(s), listed in the manifest; first: %s (%s). Use --strict to stop instead",
-                len(self.items),
-                item,
-                reason,
-            )

@@ -9,6 +9,7 @@ whatever is registered. Builder-specific knobs arrive as `--param key=value`, de
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,32 @@ def build(name: str, options: BuildOptions) -> BuildResult:
         known = ", ".join(sorted(info.params)) or "none"
         raise ForgetkitError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
     return info.build(options)
+
+
+@dataclass
+class Skips:
+    """Malformed rows and unreadable items of a source: kept with their reason for the manifest
+    (`export(skipped=skips.items)`) and reported in one warning, or fatal at the first one with --strict."""
+
+    strict: bool
+    label: str = "source"
+    items: dict[str, str] = field(default_factory=dict)
+
+    def add(self, item: str, reason: str) -> None:
+        if self.strict:
+            raise ForgetkitError(f"{item}: {reason} (drop --strict to skip such rows with a count)")
+        self.items[item] = reason
+
+    def report(self) -> None:
+        if self.items:
+            item, reason = next(iter(self.items.items()))
+            log.warning(
+                "%s: skipped %d item(s), listed in the manifest; first: %s (%s). Use --strict to stop instead",
+                self.label,
+                len(self.items),
+                item,
+                reason,
+            )
 
 
 def seeded_subset(count: int, limit: int | None, seed: int | np.random.Generator) -> np.ndarray:
