@@ -7,7 +7,7 @@ same optimisation on one GPU, eight, or a CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -141,16 +141,23 @@ class Recipe:
         except (TypeError, ValueError) as err:
             raise ForgetkitError(f"{where}: {err}") from None
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], where: str) -> Recipe:
-        """Build from a study spec's mapping, naming the spec and key on a bad entry."""
-        converted = cls.coerce(values, where)
-        if "epochs" in converted and "steps" not in converted:
-            converted["steps"] = None
+    def updated(self, values: dict[str, Any], where: str) -> Recipe:
+        """This recipe with `values` on top (cast as `coerce` does); a given length, steps or epochs, replaces
+        the other. Errors name `where`."""
+        changes = self.coerce(values, where)
+        if "steps" in changes:
+            changes.setdefault("epochs", None)
+        if "epochs" in changes:
+            changes.setdefault("steps", None)
         try:
-            return cls(**converted)
+            return replace(self, **changes)
         except ForgetkitError as err:
             raise ForgetkitError(f"{where}: {err}") from None
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], where: str) -> Recipe:
+        """Build from a study spec's mapping on top of the paper's default, naming the spec and key on a bad entry."""
+        return cls().updated(values, where)
 
 
 @dataclass(frozen=True)

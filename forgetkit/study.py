@@ -171,7 +171,7 @@ def _recipe(values: Any, where: str, datasets: tuple[str, ...]) -> Recipe:
         return Recipe.from_dict(values, where)
     rest = {key: value for key, value in values.items() if key != "preset"}
     try:
-        return resolve_recipe(get_preset(str(values["preset"])), rest, datasets)
+        return resolve_recipe(get_preset(str(values["preset"])), rest, datasets, f"preset {values['preset']}")
     except ForgetkitError as err:
         raise ForgetkitError(f"{where}: {err}") from None
 

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -46,17 +45,16 @@ class RenderedTrain:
     output_dir: str
 
 
-def resolve_recipe(preset: Preset | None, given: dict[str, Any], datasets: tuple[str, ...]) -> Recipe:
-    """The preset's recipe with the given fields on top; a given length (steps or epochs) replaces the other."""
+def resolve_recipe(
+    preset: Preset | None, given: dict[str, Any], datasets: tuple[str, ...], where: str = "render-config"
+) -> Recipe:
+    """The preset's recipe with the given fields on top; a preset with per-task epochs (Table 3) takes the
+    training dataset's, unless a length is given."""
     base = preset.recipe if preset is not None else Recipe()
-    changes = Recipe.coerce(given, "render-config")
-    if "steps" in changes:
-        changes.setdefault("epochs", None)
-    if "epochs" in changes:
-        changes.setdefault("steps", None)
-    elif preset is not None and preset.epochs_by_task and "steps" not in changes:
-        changes["epochs"] = preset.epochs_for(datasets)
-    return dataclasses.replace(base, **changes)
+    given = dict(given)
+    if preset is not None and preset.epochs_by_task and not {"steps", "epochs"} & set(given):
+        given["epochs"] = preset.epochs_for(datasets)
+    return base.updated(given, where)
 
 
 def mixing(preset: Preset | None, datasets: tuple[str, ...], ratios: tuple[str, ...]) -> tuple[str, ...]:
