@@ -270,7 +270,8 @@ def launch(
     """
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run
-    from forgetkit.study import default_run_dir, format_plan, load_study
+    from forgetkit.steps import format_plan
+    from forgetkit.study import default_run_dir, load_study
     from forgetkit.study import launch as run_study
 
     study = load_study(spec)

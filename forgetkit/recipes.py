@@ -169,6 +169,12 @@ class Hardware:
     bf16: bool = True
     dataloader_workers: int = 4
     preprocessing_workers: int = 8
+    device: str = "cuda"
+    """Where forgetkit's in-process evaluators (VLMEvalKit model, logits scoring) put the model."""
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cuda", "cpu"):
+            raise ForgetkitError(f"hardware device {self.device!r} unknown; use cuda or cpu")
 
     def split(self, recipe: Recipe) -> tuple[int, int]:
         """(per-device batch, gradient accumulation) that multiply out to the recipe's global batch."""
@@ -203,4 +209,6 @@ def _cast(key: str, value: Any) -> Any:
     return None if value is None else _CASTS[key](value)
 
 
-CPU = Hardware(devices=1, per_device_batch_size=4, bf16=False, dataloader_workers=0, preprocessing_workers=1)
+CPU = Hardware(
+    devices=1, per_device_batch_size=4, bf16=False, dataloader_workers=0, preprocessing_workers=1, device="cpu"
+)

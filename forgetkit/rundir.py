@@ -6,6 +6,8 @@ Layout (stages talk only through these files, so any stage can be rerun alone):
   configs/<stage>.yaml           every LLaMA-Factory config exactly as run
   logs/<stage>.log               every tool's full output
   checkpoints/<recipe>/          LF's output_dir (checkpoint-N folders)
+  checkpoints/<sequence>/task-<n>-<task>[-merged]/   continual learning: each task's training (and its merge)
+  continual.json                 each continual sequence's stages and task test sets
   predictions/<checkpoint>/<dataset>.jsonl   LF's generated_predictions.jsonl, one per eval
   scores.json                    accuracy of every checkpoint x dataset
   versions.json                  Python and package versions (forgetkit, LF, transformers, torch, vlmeval...)
@@ -14,6 +16,7 @@ Layout (stages talk only through these files, so any stage can be rerun alone):
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -27,6 +30,7 @@ from forgetkit.errors import ForgetkitError
 
 ZERO_SHOT = "zero-shot"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_STAGE = re.compile(r"^(?:checkpoint|task)-(\d+)")
 
 
 def config_hash(text: str) -> str:
@@ -62,6 +66,16 @@ class RunDir:
     def quadrants_path(self) -> Path:
         """quadrant -> eval datasets, as the study spec grouped them."""
         return self.root / "quadrants.json"
+
+    @property
+    def continual_path(self) -> Path:
+        """Per continual sequence: its stages in order and the task test sets (the accuracy matrix's axes)."""
+        return self.root / "continual.json"
+
+    def continual(self) -> dict[str, dict]:
+        if not self.continual_path.is_file():
+            return {}
+        return json.loads(self.continual_path.read_text(encoding="utf-8"))
 
     def quadrants(self) -> dict[str, list[str]]:
         if not self.quadrants_path.is_file():
@@ -107,12 +121,16 @@ class RunDir:
         return bool(entry) and entry.get("status") == "done" and entry.get("config_hash") == digest
 
     def mark(self, stage: str, status: str, digest: str, reason: str = "", command: str = "") -> None:
-        state = self.read_state()
+        """Record a stage's status; a lock keeps stages running side by side (scheduler jobs) from losing entries."""
         entry = {"status": status, "config_hash": digest}
         entry |= {"command": command} if command else {}
         entry |= {"reason": reason} if reason else {}
-        state[stage] = entry
-        atomic.write_json(self.state_path, state)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".state.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = self.read_state()
+            state[stage] = entry
+            atomic.write_json(self.state_path, state)
 
 
 VERSIONED = ("forgetkit", "llamafactory", "transformers", "torch", "peft", "datasets", "ms-vlmeval", "open_clip_torch")
@@ -138,5 +156,5 @@ def _checkpoint_order(checkpoint: str) -> tuple:
     if checkpoint == ZERO_SHOT:
         return (0, "", 0)
     recipe, _, step = checkpoint.rpartition("/")
-    match = _CHECKPOINT.match(step)
+    match = _STAGE.match(step)
     return (1, recipe, int(match.group(1)) if match else 0)

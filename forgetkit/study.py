@@ -1,5 +1,5 @@
 """A study spec (`runs/*.yaml`) and the stages it runs: zero-shot eval, then per recipe train and
-eval of every saved checkpoint, then scores.
+eval of every saved checkpoint, then the continual-learning sequences (`forgetkit.continual`), then scores.
 
 Relative paths in a spec are resolved against the spec file's folder. Each stage records its
 config hash in the run directory's state, so a rerun skips what is done and redoes what is not.
@@ -8,38 +8,30 @@ config hash in the run directory's state, so a rerun skips what is done and redo
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from forgetkit import atomic
+from forgetkit.continual import Continual, continual_steps, layout, parse_continual
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.presets import get_preset
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
-from forgetkit.render import DataSpec, render_predict, render_train
-from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, config_hash, record_versions
+from forgetkit.render import DataSpec
+from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, record_versions
 from forgetkit.scoring import score_run
-from forgetkit.stages import llamafactory
-from forgetkit.stages.predict import predict
-from forgetkit.stages.train import train
+from forgetkit.steps import VLMEVAL, Step, eval_steps, run_stage, train_step
 from forgetkit.train_config import resolve_recipe
 
-SPEC_KEYS = {"name", "model", "template", "seed", "data", "eval", "hardware", "recipes"}
+SPEC_KEYS = {"name", "model", "template", "seed", "data", "eval", "hardware", "recipes", "continual"}
 DEFAULT_RUNS_DIR = Path("runs") / "out"
 HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
 
 
-VLMEVAL = "vlmeval:"
-VLMEVAL_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
-"""LF chat template -> the model kind forgetkit's VLMEvalKit model class loads."""
 QUADRANTS = ("ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I")
 """The 2x2 matrix of PROTOCOL.md §2: in/out-of-distribution text x image."""
 
@@ -63,8 +55,6 @@ class EvalSpec:
         unknown = sorted(set(self.quadrants) - set(QUADRANTS))
         if unknown:
             raise ForgetkitError(f"unknown quadrant(s) {unknown} in quadrants; use {', '.join(QUADRANTS)}")
-        if not self.all_datasets:
-            raise ForgetkitError("no datasets: give datasets, or quadrants mapping each quadrant to its datasets")
 
     @property
     def lf_datasets(self) -> tuple[str, ...]:
@@ -94,6 +84,7 @@ class Study:
     hardware: Hardware
     recipes: dict[str, Recipe]
     spec_path: Path
+    continual: Continual | None = None
 
 
 def load_study(path: Path) -> Study:
@@ -108,9 +99,11 @@ def load_study(path: Path) -> Study:
     unknown = sorted(set(raw) - SPEC_KEYS)
     if unknown:
         raise ForgetkitError(f"{path}: unknown key(s) {unknown}; known: {sorted(SPEC_KEYS)}")
-    for required in ("name", "model", "data", "eval", "recipes"):
+    for required in ("name", "model", "data"):
         if required not in raw:
             raise ForgetkitError(f"{path}: missing required key {required!r}")
+    if "recipes" not in raw and "continual" not in raw:
+        raise ForgetkitError(f"{path}: nothing to train; give recipes, continual, or both")
     name = str(raw["name"])
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ForgetkitError(f"{path}: name {name!r} must be letters, digits, '.', '_' or '-'")
@@ -122,21 +115,32 @@ def load_study(path: Path) -> Study:
         cutoff_len=data.cutoff_len,
         image_max_pixels=data.image_max_pixels,
     )
-    eval_raw = dict(raw["eval"]) if isinstance(raw["eval"], dict) else raw["eval"]
+    eval_raw = raw.get("eval") or {}
     if isinstance(eval_raw, dict):
+        eval_raw = dict(eval_raw)
         eval_raw["datasets"] = _names(eval_raw.get("datasets", ()), f"{path}: eval.datasets")
         quadrants = eval_raw.get("quadrants", {})
         if not isinstance(quadrants, dict):
             raise ForgetkitError(f"{path}: eval.quadrants maps quadrant names ({', '.join(QUADRANTS)}) to datasets")
         eval_raw["quadrants"] = {str(q): _names(v, f"{path}: eval.quadrants.{q}") for q, v in quadrants.items()}
     eval_spec = _dataclass_from(EvalSpec, eval_raw, f"{path}: eval")
-    if not isinstance(raw["recipes"], dict) or not raw["recipes"]:
+    raw_recipes = raw.get("recipes", {})
+    if not isinstance(raw_recipes, dict) or ("recipes" in raw and not raw_recipes):
         raise ForgetkitError(f"{path}: recipes must map recipe names to their settings")
+    if raw_recipes and not eval_spec.all_datasets:
+        raise ForgetkitError(f"{path}: eval: no datasets; give eval.datasets or eval.quadrants")
     recipes = {}
-    for recipe_name, values in raw["recipes"].items():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(recipe_name)):
-            raise ForgetkitError(f"{path}: recipe name {recipe_name!r} must be letters, digits, '.', '_' or '-'")
+    for recipe_name, values in raw_recipes.items():
+        _check_name(recipe_name, f"{path}: recipe name")
         recipes[str(recipe_name)] = _recipe(values or {}, f"{path}: recipes.{recipe_name}", data.train)
+    continual = None
+    if "continual" in raw:
+        continual = parse_continual(raw["continual"], f"{path}: continual", _recipe)
+        for sequence in continual.sequences:
+            _check_name(sequence, f"{path}: continual sequence name")
+        clash = sorted(set(continual.sequences) & set(recipes))
+        if clash:
+            raise ForgetkitError(f"{path}: {clash} name both a recipe and a continual sequence; rename one")
     return Study(
         name=name,
         model=str(raw["model"]),
@@ -147,7 +151,14 @@ def load_study(path: Path) -> Study:
         hardware=_hardware(raw.get("hardware", "gpu"), path),
         recipes=recipes,
         spec_path=path,
+        continual=continual,
     )
+
+
+def _check_name(name: Any, where: str) -> None:
+    """Recipe and sequence names become folder names in the run directory."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
+        raise ForgetkitError(f"{where} {name!r} must be letters, digits, '.', '_' or '-'")
 
 
 def _dataclass_from(cls: type, values: Any, where: str) -> Any:
@@ -197,34 +208,26 @@ def default_run_dir(study: Study) -> Path:
     return DEFAULT_RUNS_DIR / study.name
 
 
-@dataclass(frozen=True)
-class Step:
-    """One stage of a study: what it is, the command that runs it, and whether the run directory has it done."""
-
-    name: str
-    command: str
-    digest: str
-    done: bool
-    action: Callable[[], object]
-    requires: Path | None = None
-    """A checkpoint that must exist by the time the stage runs (planned before training saved it)."""
-
-
 def plan(study: Study, run: RunDir) -> list[Step]:
-    """Every stage of the study in order: zero-shot evals, then per recipe training and the eval of each
-    checkpoint (the checkpoints training will save, or has saved). Nothing runs here."""
+    """Every stage of the study in order: zero-shot evals, per recipe training and the eval of each
+    checkpoint (the checkpoints training will save, or has saved), then the continual sequences.
+    Nothing runs here."""
     model = resolve_model(study.model, study.template)
-    steps = _eval_steps(study, run, model.path, model.template, ZERO_SHOT)
+    steps = eval_steps(study, run, model.path, model.template, ZERO_SHOT, study.eval.all_datasets)
     for recipe_name, recipe in study.recipes.items():
-        steps.append(_train_step(study, run, model, recipe_name, recipe))
-        steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe))
+        train = train_step(study, run, model, recipe_name, recipe, study.data)
+        steps.append(train)
+        steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe, train.name))
+    if study.continual is not None:
+        steps.extend(continual_steps(study, run, model))
     return steps
 
 
-def launch(study: Study, run_dir: Path, dry_run: bool = False) -> dict[str, dict[str, dict]] | list[Step]:
+def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None = None) -> dict | list[Step]:
     """Run every stage not already done, then score; return {checkpoint: {dataset: score}}.
 
-    With `dry_run`, return the plan without running or writing anything.
+    With `dry_run`, return the plan without running or writing anything. With `only`, run that one stage
+    (what a scheduler's job does) and return the plan.
     """
     run = RunDir(run_dir)
     if dry_run:
@@ -234,50 +237,60 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False) -> dict[str, dict
             f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
             "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
         )
-    run.create()
-    shutil.copyfile(study.spec_path, run.root / "spec.yaml")
-    record_versions(run)
-    atomic.write_json(run.quadrants_path, {q: list(names) for q, names in study.eval.quadrants.items()})
+    prepare(study, run)
+    steps = plan(study, run)
+    if only is not None:
+        return _launch_one(run, steps, only)
     model = resolve_model(study.model, study.template)
-    for step in plan(study, run):
+    for step in steps:
         if step.name.startswith("train "):
             _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
         if not step.done and (step.requires is None or step.requires.is_dir()):
-            _run_stage(run, step)
+            run_stage(run, step)
     for recipe_name, recipe in study.recipes.items():  # checkpoints training saved beyond the planned ones
-        for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe):
+        for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe, f"train {recipe_name}"):
             if not step.done:
-                _run_stage(run, step)
+                run_stage(run, step)
     return score_run(run)
 
 
-def _train_step(study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe) -> Step:
-    output_dir = run.checkpoints(recipe_name)
-    logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
-    text = render_train(
-        model, recipe, study.data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps
-    )
-    stage = f"train {recipe_name}"
-    digest = config_hash(text)
-    return Step(
-        stage,
-        llamafactory.command_line("train", run.config(stage)),
-        digest,
-        run.is_done(stage, digest),
-        partial(train, run, stage, text, output_dir),
-    )
+def prepare(study: Study, run: RunDir) -> None:
+    """The run directory's record of what was launched: spec, versions, quadrants, continual layout."""
+    run.create()
+    atomic.write_text(run.root / "spec.yaml", study.spec_path.read_text(encoding="utf-8"))
+    record_versions(run)
+    atomic.write_json(run.quadrants_path, {q: list(names) for q, names in study.eval.quadrants.items()})
+    if study.continual is not None:
+        atomic.write_json(run.continual_path, layout(study.continual))
+
+
+def _launch_one(run: RunDir, steps: list[Step], name: str) -> list[Step]:
+    by_name = {step.name: step for step in steps}
+    if name not in by_name:
+        raise ForgetkitError(f"no stage {name!r} in this study; `forgetkit launch SPEC --dry-run` lists them")
+    step = by_name[name]
+    missing = [after for after in step.after if not by_name[after].done]
+    if missing:
+        raise ForgetkitError(f"stage {name!r} needs {', '.join(missing)} done first")
+    if step.name.startswith("train "):
+        _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
+    if not step.done:
+        run_stage(run, step)
+    return steps
 
 
 def _check_unchanged(run: RunDir, step: Step, output_dir: Path) -> None:
     previous = run.read_state().get(step.name)
     if previous and previous.get("config_hash") != step.digest and checkpoint_dirs(output_dir):
         raise ForgetkitError(
-            f"recipe {step.name.removeprefix('train ')!r} changed since its checkpoints in {output_dir} were trained; "
+            f"{step.name!r} changed since its checkpoints in {output_dir} were trained; "
             "launch into a new --run-dir or delete that folder"
         )
 
 
-def _checkpoint_eval_steps(study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe) -> list[Step]:
+def _checkpoint_eval_steps(
+    study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe, train: str
+) -> list[Step]:
     """Evals of the checkpoints on disk, or before training of those LF will save (every save_steps and the last)."""
     output_dir = run.checkpoints(recipe_name)
     saved = checkpoint_dirs(output_dir)
@@ -287,156 +300,10 @@ def _checkpoint_eval_steps(study: Study, run: RunDir, model: ModelSpec, recipe_n
     steps = []
     for checkpoint in saved:
         label = f"{recipe_name}/{checkpoint.name}"
+        datasets = study.eval.all_datasets
         if recipe.method is Method.lora:
-            evals = _eval_steps(study, run, model.path, model.template, label, adapter=checkpoint)
+            evals = eval_steps(study, run, model.path, model.template, label, datasets, adapter=checkpoint)
         else:
-            evals = _eval_steps(study, run, str(checkpoint), model.template, label)
-        steps.extend(dataclasses.replace(step, requires=checkpoint) for step in evals)
+            evals = eval_steps(study, run, str(checkpoint), model.template, label, datasets)
+        steps.extend(dataclasses.replace(step, requires=checkpoint, after=(train,)) for step in evals)
     return steps
-
-
-def _eval_steps(
-    study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None = None
-) -> list[Step]:
-    """One LF prediction per eval dataset, one VLMEvalKit run for the `vlmeval:` benchmarks; a LoRA
-    checkpoint is evaluated as `adapter` on the base model."""
-    steps = (
-        [_vlmeval_step(study, run, model_path, template, checkpoint, adapter)] if study.eval.vlmeval_datasets else []
-    )
-    for dataset in study.eval.lf_datasets:
-        stage = f"predict {checkpoint} {dataset}"
-        scratch = run.scratch(stage)
-        text = render_predict(
-            model_path,
-            template,
-            dataset,
-            study.data,
-            scratch,
-            study.hardware,
-            batch_size=study.eval.batch_size,
-            max_new_tokens=study.eval.max_new_tokens,
-            adapter=adapter,
-        )
-        target = run.predictions(checkpoint, dataset)
-        if study.eval.scoring == "logits":
-            steps.append(_logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target))
-            continue
-        digest = config_hash(text)
-        steps.append(
-            Step(
-                stage,
-                llamafactory.command_line("train", run.config(stage)),
-                digest,
-                run.is_done(stage, digest) and target.is_file(),
-                partial(predict, run, stage, text, scratch, target),
-            )
-        )
-    return steps
-
-
-def _logits_step(
-    study: Study,
-    run: RunDir,
-    model_path: str,
-    template: str,
-    checkpoint: str,
-    dataset: str,
-    predict_config: str,
-    adapter: Path | None,
-    target: Path,
-) -> Step:
-    """Letter-logit scoring on exactly the inputs LF's prediction would see (its config is the cache key)."""
-    from forgetkit.stages.logits import score_by_logits
-
-    stage = f"logits {checkpoint} {dataset}"
-    digest = config_hash("logits\n" + predict_config)
-    action = partial(
-        score_by_logits,
-        model_path,
-        study.data.dataset_dir,
-        dataset,
-        template,
-        adapter=adapter,
-        image_max_pixels=study.data.image_max_pixels,
-        cutoff_len=study.data.cutoff_len,
-        bf16=study.hardware.bf16,
-        device="cuda" if study.hardware.bf16 else "cpu",
-        batch_size=study.eval.batch_size,
-        output=target,
-    )
-    command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
-    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
-
-
-def _vlmeval_step(
-    study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None
-) -> Step:
-    from forgetkit.stages.vlmeval_eval import RUNNER
-
-    if template not in VLMEVAL_KINDS:
-        raise ForgetkitError(
-            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {template!r}"
-        )
-    names = study.eval.vlmeval_datasets
-    stage = f"vlmeval {checkpoint}"
-    settings = {
-        "model": model_path,
-        "adapter": str(adapter) if adapter else None,
-        "kind": VLMEVAL_KINDS[template],
-        "datasets": names,
-        "image_max_pixels": study.data.image_max_pixels,
-        "max_new_tokens": study.eval.max_new_tokens,
-        "device": "cpu" if not study.hardware.bf16 else "cuda",
-    }
-    digest = config_hash(json.dumps(settings, sort_keys=True))
-    targets = [run.predictions(checkpoint, f"{VLMEVAL}{name}") for name in names]
-    return Step(
-        stage,
-        f"python -m {RUNNER} --config {run.scratch(stage)}/vlmeval_config.json --judge exact_matching",
-        digest,
-        run.is_done(stage, digest) and all(target.is_file() for target in targets),
-        partial(_vlmeval, study, run, stage, settings, targets),
-    )
-
-
-def _vlmeval(study: Study, run: RunDir, stage: str, settings: dict, targets: list[Path]) -> None:
-    """VLMEvalKit's own runner and judge; its per-item verdicts are kept as this checkpoint's predictions."""
-    from forgetkit.stages.vlmeval_eval import predictions_path, run_vlmeval
-
-    scratch = run.scratch(stage)
-    lmudata = Path(study.data.dataset_dir) / study.eval.lmudata
-    run_vlmeval(
-        Path(settings["model"]),
-        settings["datasets"],
-        lmudata,
-        scratch,
-        run.log(stage),
-        kind=settings["kind"],
-        adapter=Path(settings["adapter"]) if settings["adapter"] else None,
-        device=settings["device"],
-        image_max_pixels=settings["image_max_pixels"],
-        max_new_tokens=settings["max_new_tokens"],
-    )
-    for name, target in zip(settings["datasets"], targets):
-        items = [json.loads(line) for line in predictions_path(scratch, name).read_text(encoding="utf-8").splitlines()]
-        rows = [{"predict": i["prediction"], "label": i["answer"], "correct": i["correct"]} for i in items]
-        atomic.write_jsonl(target, rows)
-    shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _run_stage(run: RunDir, step: Step) -> None:
-    run.mark(step.name, "running", step.digest, command=step.command)
-    try:
-        step.action()
-    except ForgetkitError as err:
-        run.mark(step.name, "failed", step.digest, reason=str(err), command=step.command)
-        raise
-    run.mark(step.name, "done", step.digest, command=step.command)
-
-
-def format_plan(steps: list[Step]) -> str:
-    """The `launch --dry-run` listing: one line per stage, done or to do, with its command."""
-    todo = sum(not step.done for step in steps)
-    lines = [f"{len(steps)} stages, {len(steps) - todo} done, {todo} to run:"]
-    lines += [f"  [{'done' if step.done else 'todo'}] {step.name}\n         {step.command}" for step in steps]
-    return "\n".join(lines)

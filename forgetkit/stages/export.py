@@ -1,0 +1,83 @@
+"""Export stage: `llamafactory-cli export` merges a LoRA adapter into its base model (IncLoRA's step
+between tasks), then the merge is checked against its base before it is kept.
+
+LF issue #9051 reports exports that are byte-for-byte the base model, silently; a continual run built
+on such a merge would learn every task from scratch. So a merge whose LoRA-targeted weights all equal
+the base's, while the adapter is not zero, is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+
+from forgetkit.errors import ForgetkitError
+from forgetkit.rundir import RunDir
+from forgetkit.stages import llamafactory
+
+
+def export(run: RunDir, stage: str, config_text: str, base: Path, adapter: Path, merged: Path) -> Path:
+    """Merge into `<merged>.partial` (the config's export_dir), check it, then rename it to `merged`."""
+    partial = merged.with_name(merged.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    llamafactory.run("export", config_text, run.config(stage), run.log(stage), partial, desc=stage)
+    if adapter_is_nonzero(adapter) and not merge_changed_weights(base, partial, adapter_targets(adapter)):
+        raise ForgetkitError(
+            f"{stage}: the merged model in {partial} has the same LoRA-targeted weights as its base {base} "
+            "(LLaMA-Factory issue #9051); rerun the stage, or change export_size in templates/export.yaml.j2"
+        )
+    shutil.rmtree(merged, ignore_errors=True)
+    os.replace(partial, merged)
+    return merged
+
+
+def adapter_targets(adapter: Path) -> tuple[str, ...]:
+    """The module names the adapter was trained on (PEFT's `target_modules`); empty = a regex, check all."""
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    targets = config.get("target_modules") or []
+    return tuple(targets) if isinstance(targets, list) else ()
+
+
+def adapter_is_nonzero(adapter: Path) -> bool:
+    """Whether any LoRA B matrix moved from its zero init, i.e. whether merging can change anything."""
+    with safe_open(adapter / "adapter_model.safetensors", framework="pt") as weights:
+        return any(weights.get_tensor(name).any() for name in weights.keys() if "lora_B" in name)
+
+
+def merge_changed_weights(base: Path, merged: Path, targets: tuple[str, ...]) -> bool:
+    """Whether any weight of a targeted module differs between `merged` and `base` (stops at the first).
+
+    Tensors are matched by name without its `model.` / `language_model.` parts, which transformers
+    renames when it saves a model loaded from an older checkpoint layout.
+    """
+    in_base = {_plain(name): (name, path) for name, path in _tensor_files(base).items()}
+    for name, path in _tensor_files(merged).items():
+        if _plain(name) not in in_base or (targets and not any(f".{target}." in name for target in targets)):
+            continue
+        base_name, base_path = in_base[_plain(name)]
+        with safe_open(path, framework="pt") as mine, safe_open(base_path, framework="pt") as theirs:
+            if not torch.equal(mine.get_tensor(name), theirs.get_tensor(base_name)):
+                return True
+    return False
+
+
+def _tensor_files(model_dir: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it (one file, or shards listed by an index)."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return {name: model_dir / file for name, file in weight_map.items()}
+    single = model_dir / "model.safetensors"
+    if not single.is_file():
+        raise ForgetkitError(f"no safetensors weights in {model_dir}; cannot check the LoRA merge")
+    with safe_open(single, framework="pt") as weights:
+        return {name: single for name in weights.keys()}
+
+
+def _plain(name: str) -> str:
+    return ".".join(part for part in name.split(".") if part not in ("model", "language_model"))

@@ -1,0 +1,244 @@
+"""The stages a study plans, each wrapping one real tool: train, LoRA export (merge), LF prediction,
+letter-logit scoring, VLMEvalKit. A `Step` knows its command, its config hash, whether the run
+directory has it done, and which steps must finish first (what a scheduler's dependencies need).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+from forgetkit.models import ModelSpec
+from forgetkit.recipes import Recipe
+from forgetkit.render import DataSpec, render_export, render_predict, render_train
+from forgetkit.rundir import RunDir, config_hash
+from forgetkit.stages import llamafactory
+from forgetkit.stages.predict import predict
+from forgetkit.stages.train import train
+
+if TYPE_CHECKING:
+    from forgetkit.study import Study
+
+VLMEVAL = "vlmeval:"
+VLMEVAL_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
+"""LF chat template -> the model kind forgetkit's VLMEvalKit model class loads."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of a study: what it is, the command that runs it, and whether the run directory has it done."""
+
+    name: str
+    command: str
+    digest: str
+    done: bool
+    action: Callable[[], object]
+    requires: Path | None = None
+    """A checkpoint that must exist by the time the stage runs (planned before training saved it)."""
+    after: tuple[str, ...] = ()
+    """Names of the steps whose outputs this one reads."""
+
+
+def train_step(
+    study: Study, run: RunDir, model: ModelSpec, label: str, recipe: Recipe, data: DataSpec, after: tuple[str, ...] = ()
+) -> Step:
+    """`llamafactory-cli train` of `model` into `checkpoints/<label>`; a rerun resumes from LF's last checkpoint."""
+    output_dir = run.checkpoints(label)
+    logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
+    text = render_train(model, recipe, data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps)
+    stage = f"train {label}"
+    digest = config_hash(text)
+    return Step(
+        stage,
+        llamafactory.command_line("train", run.config(stage)),
+        digest,
+        run.is_done(stage, digest),
+        partial(train, run, stage, text, output_dir),
+        after=after,
+    )
+
+
+def export_step(run: RunDir, base: str, adapter: Path, template: str, merged: Path, after: tuple[str, ...]) -> Step:
+    """`llamafactory-cli export`: merge `adapter` into `base` as `merged` (IncLoRA's hand-over between tasks)."""
+    from forgetkit.stages.export import export
+
+    stage = f"export {merged.relative_to(run.root / 'checkpoints').as_posix()}"
+    text = render_export(base, adapter, template, merged.with_name(merged.name + ".partial"))
+    digest = config_hash(text)
+    return Step(
+        stage,
+        llamafactory.command_line("export", run.config(stage)),
+        digest,
+        run.is_done(stage, digest) and merged.is_dir(),
+        partial(export, run, stage, text, Path(base), adapter, merged),
+        after=after,
+    )
+
+
+def eval_steps(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    template: str,
+    checkpoint: str,
+    datasets: tuple[str, ...],
+    adapter: Path | None = None,
+    after: tuple[str, ...] = (),
+) -> list[Step]:
+    """One LF prediction (or logits scoring) per dataset, one VLMEvalKit run for the `vlmeval:` benchmarks;
+    a LoRA checkpoint is evaluated as `adapter` on its base model."""
+    benchmarks = tuple(name.removeprefix(VLMEVAL) for name in datasets if name.startswith(VLMEVAL))
+    steps = [_vlmeval_step(study, run, model_path, template, checkpoint, benchmarks, adapter)] if benchmarks else []
+    for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
+        stage = f"predict {checkpoint} {dataset}"
+        scratch = run.scratch(stage)
+        text = render_predict(
+            model_path,
+            template,
+            dataset,
+            study.data,
+            scratch,
+            study.hardware,
+            batch_size=study.eval.batch_size,
+            max_new_tokens=study.eval.max_new_tokens,
+            adapter=adapter,
+        )
+        target = run.predictions(checkpoint, dataset)
+        if study.eval.scoring == "logits":
+            steps.append(_logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target))
+            continue
+        digest = config_hash(text)
+        steps.append(
+            Step(
+                stage,
+                llamafactory.command_line("train", run.config(stage)),
+                digest,
+                run.is_done(stage, digest) and target.is_file(),
+                partial(predict, run, stage, text, scratch, target),
+            )
+        )
+    return [replace(step, after=after) for step in steps]
+
+
+def _logits_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    template: str,
+    checkpoint: str,
+    dataset: str,
+    predict_config: str,
+    adapter: Path | None,
+    target: Path,
+) -> Step:
+    """Letter-logit scoring on exactly the inputs LF's prediction would see (its config is the cache key)."""
+    from forgetkit.stages.logits import score_by_logits
+
+    stage = f"logits {checkpoint} {dataset}"
+    digest = config_hash("logits\n" + predict_config)
+    action = partial(
+        score_by_logits,
+        model_path,
+        study.data.dataset_dir,
+        dataset,
+        template,
+        adapter=adapter,
+        image_max_pixels=study.data.image_max_pixels,
+        cutoff_len=study.data.cutoff_len,
+        bf16=study.hardware.bf16,
+        device=study.hardware.device,
+        batch_size=study.eval.batch_size,
+        output=target,
+    )
+    command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
+
+
+def _vlmeval_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    template: str,
+    checkpoint: str,
+    names: tuple[str, ...],
+    adapter: Path | None,
+) -> Step:
+    from forgetkit.stages.vlmeval_eval import RUNNER
+
+    if template not in VLMEVAL_KINDS:
+        raise ForgetkitError(
+            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {template!r}"
+        )
+    stage = f"vlmeval {checkpoint}"
+    settings = {
+        "model": model_path,
+        "adapter": str(adapter) if adapter else None,
+        "kind": VLMEVAL_KINDS[template],
+        "datasets": names,
+        "image_max_pixels": study.data.image_max_pixels,
+        "max_new_tokens": study.eval.max_new_tokens,
+        "device": study.hardware.device,
+    }
+    digest = config_hash(json.dumps(settings, sort_keys=True))
+    targets = [run.predictions(checkpoint, f"{VLMEVAL}{name}") for name in names]
+    return Step(
+        stage,
+        f"python -m {RUNNER} --config {run.scratch(stage)}/vlmeval_config.json --judge exact_matching",
+        digest,
+        run.is_done(stage, digest) and all(target.is_file() for target in targets),
+        partial(_vlmeval, study, run, stage, settings, targets),
+    )
+
+
+def _vlmeval(study: Study, run: RunDir, stage: str, settings: dict, targets: list[Path]) -> None:
+    """VLMEvalKit's own runner and judge; its per-item verdicts are kept as this checkpoint's predictions."""
+    from forgetkit.stages.vlmeval_eval import predictions_path, run_vlmeval
+
+    scratch = run.scratch(stage)
+    lmudata = Path(study.data.dataset_dir) / study.eval.lmudata
+    run_vlmeval(
+        Path(settings["model"]),
+        settings["datasets"],
+        lmudata,
+        scratch,
+        run.log(stage),
+        kind=settings["kind"],
+        adapter=Path(settings["adapter"]) if settings["adapter"] else None,
+        device=settings["device"],
+        image_max_pixels=settings["image_max_pixels"],
+        max_new_tokens=settings["max_new_tokens"],
+    )
+    for name, target in zip(settings["datasets"], targets):
+        items = [json.loads(line) for line in predictions_path(scratch, name).read_text(encoding="utf-8").splitlines()]
+        rows = [{"predict": i["prediction"], "label": i["answer"], "correct": i["correct"]} for i in items]
+        atomic.write_jsonl(target, rows)
+    shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch.parent.rmdir()
+
+
+def run_stage(run: RunDir, step: Step) -> None:
+    """Run one step, recording running / done / failed (with the one-line reason) in the run's state."""
+    run.mark(step.name, "running", step.digest, command=step.command)
+    try:
+        step.action()
+    except ForgetkitError as err:
+        run.mark(step.name, "failed", step.digest, reason=str(err), command=step.command)
+        raise
+    run.mark(step.name, "done", step.digest, command=step.command)
+
+
+def format_plan(steps: list[Step]) -> str:
+    """The `launch --dry-run` listing: one line per stage, done or to do, with its command."""
+    todo = sum(not step.done for step in steps)
+    lines = [f"{len(steps)} stages, {len(steps) - todo} done, {todo} to run:"]
+    lines += [f"  [{'done' if step.done else 'todo'}] {step.name}\n         {step.command}" for step in steps]
+    return "\n".join(lines)
