@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.resources import bundled
 from forgetkit.study import launch, load_study
+from forgetkit.testing.demo_sources import DOMAINS, write_imagewikiqa, write_mllm_cl, write_ood_image_folder
 from forgetkit.testing.synthetic import make_image_folder
 from forgetkit.testing.vlmeval_data import TINY_MMMU, write_mmmu_tsv
 
 SPLITS = {"train": 16, "val": 4}
+REPLAY = 4
+"""Rows of each earlier MLLM-CL domain replayed in a later one's training set (the paper: 20)."""
 
 
 def run_demo(workdir: Path) -> dict[str, dict[str, dict]]:
@@ -20,28 +24,71 @@ def run_demo(workdir: Path) -> dict[str, dict[str, dict]]:
 
     Each step skips work whose output is already in `workdir`, so an interrupted demo continues.
     """
-    workdir.mkdir(parents=True, exist_ok=True)
-    images = workdir / "images"
-    if not (images / "class_names.txt").is_file():
-        partial = images.with_name("images.partial")
-        for stale in (images, partial):
-            shutil.rmtree(stale, ignore_errors=True)
-        make_image_folder(partial, splits=SPLITS).rename(images)
-    data = workdir / "data"
-    for split in SPLITS:
-        if not (data / f"imagenet_vqa_{split}.manifest.json").is_file():
-            build(
-                "imagenet-vqa",
-                BuildOptions(
-                    source=images,
-                    out=data,
-                    split=split,
-                    class_names=images / "class_names.txt",
-                    clip=ClipSpec(pretrained="none", batch_size=32, num_workers=0),
-                ),
-            )
-    if not (data / "lmudata" / f"{TINY_MMMU}.tsv").is_file():
-        write_mmmu_tsv(data / "lmudata")
+    build_demo_data(workdir)
     spec = workdir / "demo.yaml"
     shutil.copyfile(bundled("runs/demo.yaml"), spec)
     return launch(load_study(spec), workdir / "run")
+
+
+def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
+    """Draw every source into `workdir` and build the demo's datasets from them with the real builders.
+
+    Returns `workdir/data`, which holds the LF files with their dataset_info.json and `lmudata/` for
+    VLMEvalKit. A source folder or dataset that is already complete is kept. `clip` picks the distractors
+    of the classification sets (default: ViT-B-32 with random weights, which needs no download).
+    """
+    clip = clip or ClipSpec(pretrained="none", batch_size=32, num_workers=0)
+    workdir.mkdir(parents=True, exist_ok=True)
+    images = _drawn(workdir / "images", lambda root: make_image_folder(root, splits=SPLITS))
+    ood = _drawn(workdir / "ood_images", write_ood_image_folder)
+    wiki = _drawn(workdir / "imagewikiqa", write_imagewikiqa)
+    mllm_cl = _drawn(workdir / "MLLM-CL", write_mllm_cl)
+    data = workdir / "data"
+    builds = [
+        *(
+            (
+                f"imagenet_vqa_{split}",
+                "imagenet-vqa",
+                BuildOptions(source=images, out=data, split=split, class_names=images / "class_names.txt", clip=clip),
+            )
+            for split in SPLITS
+        ),
+        (
+            "flowers102_vqa_test",
+            "flowers102-vqa",
+            BuildOptions(source=ood, out=data, split="test", class_names=ood / "class_names.txt", clip=clip),
+        ),
+        ("imagewikiqa", "imagewikiqa", BuildOptions(source=wiki, out=data)),
+        *(
+            (
+                f"mllmcl_{domain.lower()}_{split}",
+                "mllm-cl",
+                BuildOptions(source=mllm_cl, out=data, split=split, params={"domain": domain}),
+            )
+            for domain in DOMAINS
+            for split in ("train", "test")
+        ),
+        *(
+            (
+                f"mllmcl_{domain.lower()}_train_replay{REPLAY}",
+                "mllm-cl",
+                BuildOptions(source=mllm_cl, out=data, split="train", params={"domain": domain, "replay": str(REPLAY)}),
+            )
+            for domain in list(DOMAINS)[1:]
+        ),
+    ]
+    for dataset, builder, options in builds:
+        if not (data / f"{dataset}.manifest.json").is_file():
+            build(builder, options)
+    if not (data / "lmudata" / f"{TINY_MMMU}.tsv").is_file():
+        write_mmmu_tsv(data / "lmudata")
+    return data
+
+
+def _drawn(folder: Path, write: Callable[[Path], Path]) -> Path:
+    """`write(folder)` unless it exists: drawn into a `.partial` folder renamed when done, so it is never half-made."""
+    if not folder.is_dir():
+        partial = folder.with_name(f"{folder.name}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        write(partial).rename(folder)
+    return folder
