@@ -209,11 +209,12 @@ def default_run_dir(study: Study) -> Path:
 
 
 def plan(study: Study, run: RunDir) -> list[Step]:
-    """Every stage of the study in order: zero-shot evals, per recipe training and the eval of each
-    checkpoint (the checkpoints training will save, or has saved), then the continual sequences.
-    Nothing runs here."""
+    """Every stage of the study in order: zero-shot evals (eval sets and continual task test sets, Table 3's
+    zero-shot row), per recipe training and the eval of each checkpoint (the checkpoints training will
+    save, or has saved), then the continual sequences. Nothing runs here."""
     model = resolve_model(study.model, study.template)
-    steps = eval_steps(study, run, model.path, model.template, ZERO_SHOT, study.eval.all_datasets)
+    zero_shot = study.eval.all_datasets + (study.continual.test_sets if study.continual else ())
+    steps = eval_steps(study, run, model.path, model.template, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)))
     for recipe_name, recipe in study.recipes.items():
         train = train_step(study, run, model, recipe_name, recipe, study.data)
         steps.append(train)

@@ -37,7 +37,7 @@ def export(run: RunDir, stage: str, config_text: str, base: Path, adapter: Path,
 
 
 def adapter_targets(adapter: Path) -> tuple[str, ...]:
-    """The module names the adapter was trained on (PEFT's `target_modules`); empty = a regex, check all."""
+    """The modules the adapter was trained on (PEFT's `target_modules`: short or full names); empty = check all."""
     config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
     targets = config.get("target_modules") or []
     return tuple(targets) if isinstance(targets, list) else ()
@@ -56,8 +56,9 @@ def merge_changed_weights(base: Path, merged: Path, targets: tuple[str, ...]) ->
     renames when it saves a model loaded from an older checkpoint layout.
     """
     in_base = {_plain(name): (name, path) for name, path in _tensor_files(base).items()}
+    wanted = [f".{_plain(target)}." for target in targets]
     for name, path in _tensor_files(merged).items():
-        if _plain(name) not in in_base or (targets and not any(f".{target}." in name for target in targets)):
+        if _plain(name) not in in_base or (wanted and not any(w in f".{_plain(name)}" for w in wanted)):
             continue
         base_name, base_path = in_base[_plain(name)]
         with safe_open(path, framework="pt") as mine, safe_open(base_path, framework="pt") as theirs:
