@@ -37,11 +37,20 @@ def config_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def is_complete_checkpoint(path: Path) -> bool:
+    """HF's Trainer writes `trainer_state.json` last when it saves a checkpoint; without it the save was cut off."""
+    return (path / "trainer_state.json").is_file()
+
+
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
-    """LF/HF `checkpoint-N` folders in step order."""
+    """LF/HF `checkpoint-N` folders completely saved, in step order."""
     if not output_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := _CHECKPOINT.match(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p)
+        for p in output_dir.iterdir()
+        if (m := _CHECKPOINT.match(p.name)) and p.is_dir() and is_complete_checkpoint(p)
+    ]
     return [p for _, p in sorted(found)]
 
 

@@ -109,14 +109,31 @@ def format_table(table: dict[str, dict[str, dict]]) -> str:
     return _columns(header, rows)
 
 
+def continual_matrix(table: dict[str, dict[str, dict]], sequence: dict) -> list[list[float | None]]:
+    """Accuracy after each stage (rows) on each task's test set (columns); None where not evaluated
+    (a task not yet seen, or a stage not run yet)."""
+    return [
+        [table.get(stage, {}).get(test, {}).get("accuracy") for test in sequence["tests"]]
+        for stage in sequence["stages"]
+    ]
+
+
 def format_run(run: RunDir, table: dict[str, dict[str, dict]]) -> str:
-    """A run's report: every checkpoint x dataset, then the quadrant means if the study grouped its datasets."""
+    """A run's report: every checkpoint x dataset, the quadrant means if the study grouped its datasets,
+    and each continual sequence's task x stage accuracy matrix."""
     text = format_table(table)
     quadrants = run.quadrants()
     if quadrants:
         text += "\n\nquadrant means, % (change vs zero-shot in pp)\n" + format_quadrants(
             quadrant_means(table, quadrants)
         )
+    for name, sequence in run.continual().items():
+        rows = [
+            [f"after {task}", *("-" if acc is None else f"{acc * 100:.2f}" for acc in accuracies)]
+            for task, accuracies in zip(sequence["tasks"], continual_matrix(table, sequence))
+        ]
+        text += f"\n\ncontinual {name} ({sequence['strategy']}), accuracy % on each task's test set\n"
+        text += _columns(["stage", *sequence["tasks"]], rows)
     return text
 
 

@@ -22,7 +22,7 @@ from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.presets import get_preset
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
 from forgetkit.render import DataSpec
-from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, record_versions
+from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
 from forgetkit.scoring import score_run
 from forgetkit.steps import VLMEVAL, Step, eval_steps, run_stage, train_step
 from forgetkit.train_config import resolve_recipe
@@ -246,7 +246,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     for step in steps:
         if step.name.startswith("train "):
             _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
-        if not step.done and (step.requires is None or step.requires.is_dir()):
+        if not step.done and (step.requires is None or is_complete_checkpoint(step.requires)):
             run_stage(run, step)
     for recipe_name, recipe in study.recipes.items():  # checkpoints training saved beyond the planned ones
         for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe, f"train {recipe_name}"):

@@ -1,10 +1,13 @@
-"""The whole pipeline for real: drawn images → CLIP MCQs → LLaMA-Factory training and prediction → scores.
+"""The whole pipeline for real: drawn images → CLIP MCQs → LLaMA-Factory training, LoRA merges and
+prediction, VLMEvalKit → scores, killed with SIGKILL in the middle of training and rerun to the end.
 
-Minutes on CPU: every checkpoint and prediction here comes from `llamafactory-cli`.
+Minutes on CPU: every checkpoint and prediction here comes from `llamafactory-cli` or VLMEvalKit.
 """
 
 import json
-import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,84 +17,158 @@ from safetensors.torch import load_file
 from forgetkit.demo import run_demo
 from forgetkit.rundir import RunDir
 from forgetkit.scoring import score_file
+from forgetkit.stages.export import merge_changed_weights
 from forgetkit.study import launch, load_study
 from forgetkit.testing.tiny_model import tiny_model_dir
 
 pytestmark = pytest.mark.slow
-CHECKPOINTS = ["zero-shot", "llm-full/checkpoint-10", "llm-full/checkpoint-20", "llm-full/checkpoint-30"]
+CHECKPOINTS = ["zero-shot", "llm-full/checkpoint-15", "llm-full/checkpoint-30", "llm-lora/checkpoint-30"]
+QUADRANTS = {
+    "ID^T-ID^I": ["imagenet_vqa_val"],
+    "ID^T-OOD^I": ["flowers102_vqa_test"],
+    "OOD^T-ID^I": ["imagewikiqa"],
+    "OOD^T-OOD^I": ["vlmeval:MMMU_DEV_VAL_tiny"],
+}
+SEQUENCES = {"inclora": "inclora", "seqfull-replay4": "seqfull"}
+TESTS = ["mllmcl_rs_test", "mllmcl_med_test"]
+
+
+def stages_after(sequence: str) -> list[str]:
+    return [f"{sequence}/task-1-rs", f"{sequence}/task-2-med"]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """`forgetkit demo` killed with SIGKILL once its first training has saved a checkpoint, then rerun.
+
+    Returns the workdir, the final score table, and the log mtimes of the stages done before the kill.
+    """
     workdir = tmp_path_factory.mktemp("demo")
-    return workdir, run_demo(workdir)
-
-
-def test_demo_scores_zero_shot_and_every_checkpoint(demo: tuple[Path, dict]) -> None:
-    workdir, table = demo
-    assert list(table) == CHECKPOINTS
     run = RunDir(workdir / "run")
+    first_checkpoint = run.checkpoints("llm-full") / "checkpoint-15" / "trainer_state.json"
+    command = [sys.executable, "-m", "forgetkit", "demo", "--workdir", str(workdir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 1200
+    while not first_checkpoint.is_file():
+        assert process.poll() is None, "the demo ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint in 20 minutes"
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    time.sleep(1)
+    done = [stage for stage, entry in run.read_state().items() if entry["status"] == "done"]
+    finished = {stage: run.log(stage).stat().st_mtime_ns for stage in done}
+    assert run.read_state()["train llm-full"]["status"] == "running"
+    return workdir, run_demo(workdir), finished
+
+
+def test_killed_mid_training_the_rerun_redoes_no_finished_stage_and_resumes_training(
+    demo: tuple[Path, dict, dict],
+) -> None:
+    workdir, _, finished = demo
+    run = RunDir(workdir / "run")
+    assert len(finished) == 7, "zero-shot: 3 LF sets, 2 MLLM-CL test sets, VLMEvalKit, and nothing else yet"
+    assert {stage: run.log(stage).stat().st_mtime_ns for stage in finished} == finished
+    assert "Resuming training from" in run.log("train llm-full").read_text()
+    assert all(entry["status"] == "done" for entry in run.read_state().values())
+
+
+def test_demo_scores_zero_shot_and_every_checkpoint_on_every_quadrant(demo: tuple[Path, dict, dict]) -> None:
+    workdir, table, _ = demo
+    run = RunDir(workdir / "run")
+    assert list(table)[: len(CHECKPOINTS)] == CHECKPOINTS
+    assert run.quadrants() == QUADRANTS
     for checkpoint in CHECKPOINTS:
+        assert set(table[checkpoint]) >= {name for names in QUADRANTS.values() for name in names}
         path = run.predictions(checkpoint, "imagenet_vqa_val")
         rows = [json.loads(line) for line in path.read_text().splitlines()]
-        assert len(rows) == 48
-        assert set(rows[0]) == {"prompt", "predict", "label"}
+        assert len(rows) == 48 and set(rows[0]) == {"prompt", "predict", "label"}
         assert "What is the class of this image?" in rows[0]["prompt"]
         assert table[checkpoint]["imagenet_vqa_val"] == score_file(path).to_dict()
     assert json.loads(run.scores_path.read_text()) == table
-    state = run.read_state()
-    assert len(state) == 2 * 4 + 1 and all(entry["status"] == "done" for entry in state.values())
 
 
-def test_the_ood_text_ood_image_quadrant_is_judged_by_vlmevalkit(demo: tuple[Path, dict]) -> None:
-    workdir, table = demo
+def test_the_ood_text_ood_image_quadrant_is_judged_by_vlmevalkit(demo: tuple[Path, dict, dict]) -> None:
+    workdir, table, _ = demo
     run = RunDir(workdir / "run")
     for checkpoint in CHECKPOINTS:
         score = table[checkpoint]["vlmeval:MMMU_DEV_VAL_tiny"]
         assert score["matcher"] == "vlmevalkit" and score["total"] == 6  # the validation rows only
         assert "--judge exact_matching" in run.log(f"vlmeval {checkpoint}").read_text()
-    assert run.quadrants() == {"ID^T-ID^I": ["imagenet_vqa_val"], "OOD^T-OOD^I": ["vlmeval:MMMU_DEV_VAL_tiny"]}
 
 
-def test_training_updated_the_llm_only(demo: tuple[Path, dict]) -> None:
-    workdir, _ = demo
+def test_full_training_updated_the_llm_only(demo: tuple[Path, dict, dict]) -> None:
+    workdir, _, _ = demo
     base = load_file(tiny_model_dir() / "model.safetensors")
-    tuned = load_file(workdir / "run" / "checkpoints" / "llm-full" / "checkpoint-30" / "model.safetensors")
+    tuned = load_file(RunDir(workdir / "run").checkpoints("llm-full") / "checkpoint-30" / "model.safetensors")
     changed = {name for name in base if not torch.equal(base[name], tuned[name])}
     vision = {name for name in base if name.startswith("visual.")}  # tower blocks and merger (projector)
     assert vision and not vision & changed
     assert any(name.startswith("model.layers.") for name in changed)
 
 
-def test_run_directory_keeps_configs_and_logs(demo: tuple[Path, dict]) -> None:
-    run = demo[0] / "run"
-    assert (run / "spec.yaml").is_file()
-    assert "stage: sft" in (run / "configs" / "train_llm-full.yaml").read_text()
-    assert "Resuming" not in (run / "logs" / "train_llm-full.log").read_text()
-    assert not (run / "scratch").exists()
-
-
-def test_run_directory_records_versions_and_each_stages_command(demo: tuple[Path, dict]) -> None:
+def test_the_lora_recipe_is_evaluated_as_an_adapter_on_the_base_model(demo: tuple[Path, dict, dict]) -> None:
     run = RunDir(demo[0] / "run")
+    config = (run.root / "configs" / "predict_llm-lora_checkpoint-30_imagewikiqa.yaml").read_text()
+    assert f'adapter_name_or_path: "{run.checkpoints("llm-lora") / "checkpoint-30"}"' in config
+    assert f'model_name_or_path: "{tiny_model_dir()}"' in config
+
+
+def test_each_continual_stage_is_evaluated_on_every_task_seen_so_far(demo: tuple[Path, dict, dict]) -> None:
+    workdir, table, _ = demo
+    run = RunDir(workdir / "run")
+    for sequence, strategy in SEQUENCES.items():
+        first, second = stages_after(sequence)
+        assert set(table[first]) == {"mllmcl_rs_test"} and set(table[second]) == set(TESTS)
+        assert run.continual()[sequence] == {
+            "strategy": strategy,
+            "replay": 4 if strategy == "seqfull" else None,
+            "tasks": ["rs", "med"],
+            "stages": [first, second],
+            "tests": TESTS,
+        }
+    assert set(table["zero-shot"]) >= set(TESTS), "Table 3's zero-shot row"
+
+
+def test_inclora_merges_each_task_and_trains_the_next_from_the_merge(demo: tuple[Path, dict, dict]) -> None:
+    run = RunDir(demo[0] / "run")
+    first, second = (run.checkpoints(f"inclora/task-{n}") for n in ("1-rs-merged", "2-med-merged"))
+    assert merge_changed_weights(tiny_model_dir(), first, ())
+    assert merge_changed_weights(first, second, ())
+    assert not list(first.parent.glob("*.partial"))
+    train_med = (run.root / "configs" / "train_inclora_task-2-med.yaml").read_text()
+    assert f'model_name_or_path: "{first}"' in train_med and 'finetuning_type: "lora"' in train_med
+    export = (run.root / "configs" / "export_inclora_task-2-med-merged.yaml").read_text()
+    assert f'model_name_or_path: "{first}"' in export
+    predict = (run.root / "configs" / "predict_inclora_task-2-med_mllmcl_rs_test.yaml").read_text()
+    assert f'model_name_or_path: "{second}"' in predict
+
+
+def test_seqfull_trains_the_next_task_from_the_last_model_with_replay(demo: tuple[Path, dict, dict]) -> None:
+    run = RunDir(demo[0] / "run")
+    config = (run.root / "configs" / "train_seqfull-replay4_task-2-med.yaml").read_text()
+    assert f'model_name_or_path: "{run.checkpoints("seqfull-replay4/task-1-rs")}"' in config
+    assert 'dataset: "mllmcl_med_train_replay4"' in config
+
+
+def test_run_directory_records_versions_configs_logs_and_each_stages_command(demo: tuple[Path, dict, dict]) -> None:
+    run = RunDir(demo[0] / "run")
+    assert (run.root / "spec.yaml").is_file() and not (run.root / "scratch").exists()
+    assert "stage: sft" in run.config("train llm-full").read_text()
     versions = json.loads((run.root / "versions.json").read_text())
     assert versions["llamafactory"] == "0.9.5" and versions["torch"].startswith("2.11")
     assert set(versions) >= {"python", "forgetkit", "transformers", "ms-vlmeval"}
     train = run.read_state()["train llm-full"]
     assert train["command"] == f"llamafactory-cli train {run.config('train llm-full')}"
+    assert run.read_state()["export inclora/task-1-rs-merged"]["command"].startswith("llamafactory-cli export ")
 
 
-def test_dry_run_lists_every_stage_with_its_command_and_runs_nothing(demo: tuple[Path, dict]) -> None:
-    workdir, _ = demo
+def test_dry_run_lists_every_stage_as_done_and_a_fresh_plan_matches_it(demo: tuple[Path, dict, dict]) -> None:
+    workdir, _, _ = demo
     run = RunDir(workdir / "run")
     state = run.state_path.read_bytes()
     steps = launch(load_study(workdir / "demo.yaml"), run.root, dry_run=True)
-    evals = [[f"vlmeval {checkpoint}", f"predict {checkpoint} imagenet_vqa_val"] for checkpoint in CHECKPOINTS]
-    assert [step.name for step in steps] == [
-        *evals[0],
-        "train llm-full",
-        *(name for pair in evals[1:] for name in pair),
-    ]
-    assert all(step.done for step in steps)
+    assert all(step.done for step in steps) and {step.name for step in steps} == set(run.read_state())
     assert run.state_path.read_bytes() == state
 
     fresh = launch(load_study(workdir / "demo.yaml"), workdir / "elsewhere", dry_run=True)
@@ -99,15 +176,9 @@ def test_dry_run_lists_every_stage_with_its_command_and_runs_nothing(demo: tuple
     assert [step.name for step in fresh] == [step.name for step in steps], "planned checkpoints = saved ones"
 
 
-def test_rerun_skips_finished_stages_and_resumes_interrupted_training(demo: tuple[Path, dict]) -> None:
-    workdir, table = demo
+def test_a_rerun_of_a_finished_study_runs_nothing(demo: tuple[Path, dict, dict]) -> None:
+    workdir, table, _ = demo
     run = RunDir(workdir / "run")
     logs = {p: p.stat().st_mtime_ns for p in (run.root / "logs").iterdir()}
     assert launch(load_study(workdir / "demo.yaml"), run.root) == table
     assert {p: p.stat().st_mtime_ns for p in (run.root / "logs").iterdir()} == logs
-
-    shutil.rmtree(run.checkpoints("llm-full") / "checkpoint-30")
-    run.mark("train llm-full", "running", run.read_state()["train llm-full"]["config_hash"])
-    launch(load_study(workdir / "demo.yaml"), run.root)
-    assert "Resuming training from" in run.log("train llm-full").read_text()
-    assert (run.checkpoints("llm-full") / "checkpoint-30" / "model.safetensors").is_file()

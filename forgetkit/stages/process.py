@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +27,13 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """Linux: the tool is killed when forgetkit dies, even by kill -9, so a rerun never races an orphan
+    still writing the same checkpoints."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def run_logged(
     args: list[str],
     log: Path,
@@ -42,7 +52,14 @@ def run_logged(
     with open(log, "w", encoding="utf-8") as handle, tqdm(desc=desc, unit=unit, leave=True) as bar:
         handle.write(f"$ {' '.join(args)}\n")
         handle.flush()
-        process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT, env=env or subprocess_env(), cwd=cwd)
+        process = subprocess.Popen(
+            args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=env or subprocess_env(),
+            cwd=cwd,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
         try:
             while process.poll() is None:
                 watch(bar)
