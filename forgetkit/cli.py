@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import Method, Part, Scheduler
+
+if TYPE_CHECKING:
+    from forgetkit.study import Study
 
 app = typer.Typer(
     help=(
@@ -251,13 +255,44 @@ def render_config(
         typer.echo(f"wrote {output}", err=True)
 
 
+class Backend(str, Enum):
+    local = "local"
+    slurm = "slurm"
+
+
 @app.command()
 def launch(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML, e.g. runs/demo.yaml.")],
     run_dir: Annotated[Path | None, typer.Option(help="Run directory (default: runs/out/<name>).")] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print every stage, its command and whether it is done; run nothing.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Print every stage, its command and whether it is done (with --backend slurm: also the job "
+            "script and sbatch commands); run and write nothing.",
+        ),
     ] = False,
+    backend: Annotated[
+        Backend,
+        typer.Option(help="local: run the stages here, one after another; slurm: submit one sbatch job per stage."),
+    ] = Backend.local,
+    sbatch: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[KIND:]KEY=VALUE",
+            help="With --backend slurm, an #SBATCH option for every job as KEY=VALUE (e.g. partition=gpu, "
+            "time=24:00:00, mem=64G), or for one stage kind as KIND:KEY=VALUE (kinds: train, export, predict, "
+            "logits, vlmeval; e.g. train:gres=gpu:8). Repeatable.",
+        ),
+    ] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Run only this stage, as --dry-run names it, e.g. 'train llm-full'; the stages it reads must be "
+            "done. Each Slurm job runs this.",
+        ),
+    ] = None,
 ) -> None:
     """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
 
@@ -267,6 +302,14 @@ def launch(
     ID^T-OOD^I, OOD^T-ID^I, OOD^T-OOD^I) to report each quadrant's mean; see runs/demo.yaml.
     Rerunning the same command skips finished stages and resumes an interrupted training from its
     last checkpoint; --dry-run shows what would run.
+
+    On a Slurm cluster, run it on a login node with --backend slurm: each stage not yet done becomes
+    one job (scripts in RUN_DIR/slurm/, logs in RUN_DIR/logs/) that Slurm starts once the jobs whose
+    outputs it reads have succeeded. Example: forgetkit launch runs/fig2.yaml --backend slurm
+    --sbatch partition=gpu --sbatch gres=gpu:1 --sbatch train:gres=gpu:8 --sbatch time=48:00:00
+    --dry-run; drop --dry-run to submit. When the jobs have finished, forgetkit score RUN_DIR prints
+    the tables; submitting again resubmits failed stages and evaluates the checkpoints of
+    epoch-based recipes, which cannot be known before training.
     """
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run
@@ -274,14 +317,61 @@ def launch(
     from forgetkit.study import default_run_dir, load_study
     from forgetkit.study import launch as run_study
 
+    if sbatch and backend is not Backend.slurm:
+        raise ForgetkitError("--sbatch sets options of Slurm jobs; add --backend slurm")
+    if stage is not None and (dry_run or backend is Backend.slurm):
+        raise ForgetkitError("--stage runs one stage here and now; leave out --dry-run and --backend slurm")
     study = load_study(spec)
     target = run_dir or default_run_dir(study)
+    if backend is Backend.slurm:
+        _submit_to_slurm(study, spec, target, sbatch or [], dry_run)
+        return
     if dry_run:
         typer.echo(format_plan(run_study(study, target, dry_run=True)))
+        return
+    if stage is not None:
+        steps = run_study(study, target, only=stage)
+        already = next(step.done for step in steps if step.name == stage)
+        typer.echo(f"stage {stage!r} {'was already done' if already else 'done'} in {target}")
         return
     table = run_study(study, target)
     typer.echo(f"\nrun directory: {target}\n")
     typer.echo(format_run(RunDir(target), table))
+
+
+def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], dry_run: bool) -> None:
+    from forgetkit import slurm
+    from forgetkit.steps import format_plan
+    from forgetkit.study import launch as run_study
+
+    options = slurm.parse_options(sbatch)
+    steps = run_study(study, target, dry_run=True)
+    jobs = slurm.plan_jobs(steps, spec, target, options)
+    if dry_run:
+        typer.echo(format_plan(steps))
+        if jobs:
+            first_of_kind: dict[str, slurm.Job] = {}
+            for job in jobs:
+                first_of_kind.setdefault(job.stage.split(" ", 1)[0], job)
+            typer.echo("\nJob scripts, the first of each kind of stage (the others differ only in their stage):")
+            for job in first_of_kind.values():
+                typer.echo(f"\n# {job.script}\n{job.text}", nl=False)
+            typer.echo(f"\n{len(jobs)} sbatch commands, in order:\n" + "\n".join(slurm.dry_run_lines(jobs)))
+        return
+    if not jobs:
+        typer.echo(f"nothing to submit: all {len(steps)} stages are done; forgetkit score {target} reports them")
+        return
+    ids = slurm.submit(jobs, target)
+    typer.echo(f"submitted {len(jobs)} Slurm jobs (recorded in {slurm.jobs_path(target)}):")
+    for job in jobs:
+        waits = f"  after {', '.join(ids[name] for name in job.after)}" if job.after else ""
+        typer.echo(f"  {ids[job.stage]:>10}  {job.stage}{waits}")
+    unplanned = [name for name, recipe in study.recipes.items() if recipe.steps is None and f"train {name}" in ids]
+    later = f", and evaluates the checkpoints of {', '.join(unplanned)}, unknown before training" if unplanned else ""
+    typer.echo(
+        f"logs: {target / 'logs'}/slurm-*.out. When the jobs have finished: forgetkit score {target}. "
+        f"Running this command again submits what is still not done (a failed job's stage and those after it){later}."
+    )
 
 
 @app.command()

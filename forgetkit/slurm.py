@@ -1,0 +1,183 @@
+"""`forgetkit launch --backend slurm`: each stage not yet done becomes one `sbatch` job, submitted in plan order
+with `--dependency=afterok:` on the jobs of the stages whose outputs it reads, so Slurm itself orders the study.
+
+Every job runs `forgetkit launch SPEC --run-dir RUN --stage NAME`: the same code as a local launch, recording
+its stage in the run directory's state, so submitting again sends only what is still not done.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+from forgetkit.rundir import _slug
+from forgetkit.steps import Step
+
+KINDS = ("train", "export", "predict", "logits", "vlmeval")
+"""Stage kinds (a stage name's first word); `--sbatch KIND:KEY=VALUE` gives one kind its own resources."""
+RESERVED = ("job-name", "output", "dependency")
+"""sbatch options forgetkit sets itself."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One stage as a Slurm job: its batch script and the stages, submitted along with it, it must wait for."""
+
+    stage: str
+    script: Path
+    text: str
+    after: tuple[str, ...]
+
+
+def parse_options(items: list[str]) -> dict[str, str]:
+    """`--sbatch` values: `KEY=VALUE` (an sbatch long option) for every job, `KIND:KEY=VALUE` for one stage kind."""
+    options: dict[str, str] = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        kind, _, name = key.rpartition(":")
+        name = name.lstrip("-")
+        if not equals or not value or "\n" in value or not re.fullmatch(r"[a-z][a-z0-9-]*", name):
+            raise ForgetkitError(
+                f"--sbatch {item!r} is not KEY=VALUE with an sbatch long option as KEY, e.g. --sbatch gres=gpu:8"
+            )
+        if kind and kind not in KINDS:
+            raise ForgetkitError(f"--sbatch {item!r}: stage kind {kind!r} unknown; use one of {', '.join(KINDS)}")
+        if name in RESERVED:
+            raise ForgetkitError(f"--sbatch {item!r}: forgetkit sets --{name} itself; leave it out")
+        options[f"{kind}:{name}" if kind else name] = value
+    return options
+
+
+def plan_jobs(steps: list[Step], spec: Path, run_dir: Path, options: Mapping[str, str]) -> list[Job]:
+    """The job of every stage not done, in plan order, each waiting only for stages that are not done either.
+
+    Scripts are named `RUN/slurm/<NN>-<stage>.sbatch` after the stage's place in the plan. Nothing is written.
+    """
+    spec, run_dir = spec.absolute(), run_dir.absolute()
+    done = {step.name for step in steps if step.done}
+    width = max(2, len(str(len(steps))))
+    result: list[Job] = []
+    for index, step in enumerate(steps, 1):
+        if step.done:
+            continue
+        after = tuple(name for name in step.after if name not in done)
+        unplanned = set(after) - {job.stage for job in result}
+        if unplanned:
+            raise ValueError(f"the plan lists {step.name!r} before {sorted(unplanned)}, which it depends on")
+        script = run_dir / "slurm" / f"{index:0{width}d}-{_slug(step.name)}.sbatch"
+        result.append(
+            Job(step.name, script, _script(step.name, spec, run_dir, _options_for(step.name, options)), after)
+        )
+    return result
+
+
+def _options_for(stage: str, options: Mapping[str, str]) -> dict[str, str]:
+    """Options for every job, overridden by those given for this stage's kind."""
+    prefix = stage.split(" ", 1)[0] + ":"
+    shared = {key: value for key, value in options.items() if ":" not in key}
+    return shared | {key.removeprefix(prefix): value for key, value in options.items() if key.startswith(prefix)}
+
+
+def _script(stage: str, spec: Path, run_dir: Path, options: Mapping[str, str]) -> str:
+    """A batch script running `stage` from the directory forgetkit was launched in, with this Python.
+
+    sbatch reads `#SBATCH` arguments with shell-like quoting and treats `%` in file names as a pattern."""
+    slug = _slug(stage)
+    log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{slug}-%j.out"
+    directives = {"job-name": f"forgetkit-{slug}", "output": log, **options}
+    command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage", stage]
+    lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(f'--{key}={value}')}" for key, value in directives.items())]
+    lines += [f"cd {shlex.quote(os.getcwd())}", f"exec {shlex.join(command)}"]
+    return "\n".join(lines) + "\n"
+
+
+def sbatch_command(job: Job, ids: Mapping[str, str]) -> list[str]:
+    """`sbatch --parsable [--dependency=afterok:ID:ID] SCRIPT`; a job whose dependency fails is cancelled
+    (`--kill-on-invalid-dep`) rather than left pending forever."""
+    command = ["sbatch", "--parsable"]
+    if job.after:
+        command += ["--dependency=afterok:" + ":".join(ids[stage] for stage in job.after), "--kill-on-invalid-dep=yes"]
+    return [*command, str(job.script)]
+
+
+def dry_run_lines(jobs: list[Job]) -> list[str]:
+    """The submissions as shell lines, each job id in a variable named after its script (`J07=$(sbatch ...)`)."""
+    names = {job.stage: "J" + job.script.name.split("-", 1)[0] for job in jobs}
+    lines = []
+    for job in jobs:
+        *options, script = sbatch_command(job, {stage: "$" + name for stage, name in names.items()})
+        lines.append(f"{names[job.stage]}=$({' '.join(options)} {shlex.quote(script)})")
+    return lines
+
+
+def jobs_path(run_dir: Path) -> Path:
+    """stage -> {job_id, script} of the latest submission of each stage."""
+    return run_dir / "slurm" / "jobs.json"
+
+
+def submit(jobs: list[Job], run_dir: Path) -> dict[str, str]:
+    """Write each job's script and submit it after the jobs it waits for; return stage -> Slurm job id.
+
+    `jobs.json` is rewritten after every submission, so a failure midway still records what Slurm has queued.
+    """
+    sbatch = shutil.which("sbatch")
+    if sbatch is None:
+        raise ForgetkitError(
+            "--backend slurm needs sbatch, i.e. a Slurm login node, and none is on PATH; "
+            "add --dry-run to see the scripts and sbatch commands without submitting"
+        )
+    record_path = jobs_path(run_dir.absolute())
+    record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
+    _refuse_while_queued(record, run_dir)
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    ids: dict[str, str] = {}
+    for job in jobs:
+        atomic.write_text(job.script, job.text)
+        result = subprocess.run([sbatch, *sbatch_command(job, ids)[1:]], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ForgetkitError(
+                f"sbatch {job.script} failed: {_last_line(result)} (jobs submitted so far: {record_path})"
+            )
+        job_id = result.stdout.strip().split(";", 1)[0]
+        if not re.fullmatch(r"\d+", job_id):
+            raise ForgetkitError(f"sbatch {job.script} printed {result.stdout.strip()!r}, not a job id")
+        ids[job.stage] = job_id
+        record[job.stage] = {"job_id": job_id, "script": str(job.script)}
+        atomic.write_json(record_path, record)
+    return ids
+
+
+def _refuse_while_queued(record: Mapping[str, dict], run_dir: Path) -> None:
+    """Submitting again while an earlier submission's jobs are queued would run their stages twice, two trainings
+    writing into one checkpoint folder; squeue tells which of the recorded jobs Slurm still has."""
+    squeue = shutil.which("squeue")
+    if not record or squeue is None:
+        return
+    result = subprocess.run(
+        [squeue, "--noheader", "--format=%i", f"--user={getpass.getuser()}"], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise ForgetkitError(f"squeue failed ({_last_line(result)}); cannot tell whether {run_dir}'s jobs still run")
+    queued = set(result.stdout.split())
+    waiting = [f"{entry['job_id']} ({stage})" for stage, entry in record.items() if entry["job_id"] in queued]
+    if waiting:
+        raise ForgetkitError(
+            f"{len(waiting)} job(s) submitted earlier for {run_dir} are still queued or running, e.g. {waiting[0]}; "
+            "wait for them (or scancel them) and submit again"
+        )
+
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    """A Slurm client's reason for failing: the last line of its stderr."""
+    return (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]

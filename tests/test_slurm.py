@@ -1,0 +1,250 @@
+"""`forgetkit launch SPEC --backend slurm`: one sbatch job per stage not done, ordered by Slurm's own
+`--dependency=afterok:`, each job running `forgetkit launch SPEC --stage NAME`.
+
+Slurm cannot run on this machine, so a small fake `sbatch` on PATH stands in for the scheduler only: it records
+its arguments, prints increasing job ids the way `sbatch --parsable` does, and in the end-to-end test runs each
+script at once with bash, as if Slurm had started it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from forgetkit import slurm
+from forgetkit.cli import app
+from forgetkit.clip_encoder import ClipSpec
+from forgetkit.errors import ForgetkitError
+from forgetkit.rundir import RunDir
+from forgetkit.study import launch, load_study
+
+runner = CliRunner()
+
+FAKE_SBATCH = """#!/bin/bash
+# Stand-in for Slurm's sbatch: record the arguments, print the next job id as `sbatch --parsable` does on a
+# multi-cluster setup (ID;CLUSTER); optionally run the script now, or fail like a rejected submission.
+set -e
+log={log}
+id=$(( $(cat "$log/last-id" 2>/dev/null || echo 100) + 1 ))
+echo "$id" > "$log/last-id"
+if [ "$id" = "{fail_at}" ]; then
+  echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2
+  exit 1
+fi
+printf '%s\\n' "$@" > "$log/$id.args"
+if [ -n "{run}" ]; then
+  bash "${{@: -1}}" > "$log/$id.out" 2>&1 || {{ echo "job $id failed, see $log/$id.out" >&2; exit 1; }}
+fi
+echo "$id;fake-cluster"
+"""
+FAKE_SQUEUE = """#!/bin/bash
+# Stand-in for `squeue --noheader --format=%i`: the ids of the jobs still queued, one a line.
+cat {log}/queue 2>/dev/null || true
+"""
+
+
+@dataclass(frozen=True)
+class FakeSlurm:
+    log: Path
+
+    def submissions(self) -> dict[str, list[str]]:
+        """job id -> the sbatch arguments it was submitted with, in submission order."""
+        files = sorted(self.log.glob("*.args"), key=lambda path: int(path.stem))
+        return {path.stem: path.read_text().splitlines() for path in files}
+
+    def queue(self, *job_ids: str) -> None:
+        (self.log / "queue").write_text("".join(f"{job_id}\n" for job_id in job_ids))
+
+
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_jobs: bool = False, fail_at: int = 0) -> FakeSlurm:
+    bin_dir, log = tmp_path / "fake-bin", tmp_path / "fake-slurm"
+    bin_dir.mkdir()
+    log.mkdir()
+    for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
+        script = bin_dir / name
+        script.write_text(text.format(log=shlex.quote(str(log)), run="1" if run_jobs else "", fail_at=fail_at))
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return FakeSlurm(log)
+
+
+def study_spec(tmp_path: Path) -> Path:
+    """A recipe whose checkpoints are evaluated on two sets, and a 2-task IncLoRA sequence (train, merge, eval)."""
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: data}\neval: {datasets: [a, b]}\n"
+        "recipes: {r: {steps: 4, save_steps: 2}}\n"
+        "continual:\n  tasks: [t1, t2]\n  sequences: {inc: {strategy: inclora, steps: 2, save_steps: 2}}\n"
+    )
+    return path
+
+
+def dependency(arguments: list[str]) -> list[str]:
+    """The job ids an sbatch call waits for."""
+    given = [arg.removeprefix("--dependency=afterok:") for arg in arguments if arg.startswith("--dependency=")]
+    return given[0].split(":") if given else []
+
+
+def test_each_stage_not_done_is_submitted_after_the_jobs_of_the_stages_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_slurm(tmp_path, monkeypatch)
+    spec, run_dir = study_spec(tmp_path), tmp_path / "run"
+    study, run = load_study(spec), RunDir(run_dir)
+    by_name = {step.name: step for step in launch(study, run_dir, dry_run=True)}
+    run.mark("train r", "done", by_name["train r"].digest)
+    run.mark("predict zero-shot a", "done", by_name["predict zero-shot a"].digest)
+    run.predictions("zero-shot", "a").parent.mkdir(parents=True)
+    run.predictions("zero-shot", "a").write_text('{"predict": "A", "label": "A"}\n')
+
+    steps = launch(study, run_dir, dry_run=True)
+    options = {"partition": "gpu", "gres": "gpu:1", "train:gres": "gpu:8", "time": "24:00:00"}
+    jobs = slurm.plan_jobs(steps, spec, run_dir, options)
+    ids = slurm.submit(jobs, run_dir)
+
+    assert "train r" not in ids and "predict zero-shot a" not in ids
+    assert list(ids) == [step.name for step in steps if not step.done]
+    assert list(ids.values()) == list(fake.submissions()), "one sbatch per stage, in plan order"
+    assert all(job_id.isdigit() for job_id in ids.values()), "the cluster name after ';' is not part of the id"
+    waits = {stage: dependency(fake.submissions()[job_id]) for stage, job_id in ids.items()}
+    assert waits["predict zero-shot b"] == [], "zero-shot evals wait for nothing"
+    assert waits["predict r/checkpoint-2 a"] == [], "its training is done already"
+    assert waits["export inc/task-1-t1-merged"] == [ids["train inc/task-1-t1"]]
+    assert waits["train inc/task-2-t2"] == [ids["export inc/task-1-t1-merged"]], "task 2 starts from the merge"
+    for step in steps:
+        if not step.done:
+            assert waits[step.name] == [ids[name] for name in step.after if name in ids]
+
+    record = json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    assert record == {job.stage: {"job_id": ids[job.stage], "script": str(job.script)} for job in jobs}
+    for job in jobs:
+        lines = job.script.read_text().splitlines()
+        assert lines[0] == "#!/bin/bash" and job.script.parent == run_dir / "slurm"
+        directives = [line.removeprefix("#SBATCH ") for line in lines if line.startswith("#SBATCH ")]
+        gpus = "gpu:8" if job.stage.startswith("train ") else "gpu:1"
+        assert directives[2:] == ["--partition=gpu", f"--gres={gpus}", "--time=24:00:00"]
+        assert directives[1] == f"--output={run_dir}/logs/slurm-{job.script.stem.split('-', 1)[1]}-%j.out"
+        assert shlex.split(lines[-1]) == [
+            *("exec", sys.executable, "-m", "forgetkit", "launch", str(spec)),
+            *("--run-dir", str(run_dir), "--stage", job.stage),
+        ]
+
+
+def test_dry_run_prints_the_scripts_and_sbatch_commands_and_writes_nothing(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = ["launch", str(study_spec(tmp_path)), "--run-dir", str(run_dir), "--backend", "slurm", "--dry-run"]
+    result = runner.invoke(app, [*args, "--sbatch", "partition=gpu", "--sbatch", "train:gres=gpu:8"])
+    assert result.exit_code == 0, result.output
+    assert "[todo] train r" in result.output
+    assert "#SBATCH --gres=gpu:8" in result.output and "--stage 'train r'" in result.output
+    train = next(line for line in result.output.splitlines() if line.endswith("-train_r.sbatch)"))
+    variable = train.split("=", 1)[0]
+    assert f"--dependency=afterok:${variable} --kill-on-invalid-dep=yes" in result.output
+    assert not run_dir.exists()
+
+
+def test_submitting_prints_the_job_ids_and_what_to_do_next(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fake_slurm(tmp_path, monkeypatch)
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["launch", str(study_spec(tmp_path)), "--run-dir", str(run_dir), "--backend", "slurm"])
+    assert result.exit_code == 0, result.output
+    train_id = next(job for job, args in fake.submissions().items() if args[-1].endswith("-train_r.sbatch"))
+    assert f"{train_id}  train r\n" in result.output
+    assert f"predict r/checkpoint-4 b  after {train_id}" in result.output
+    assert f"forgetkit score {run_dir}" in result.output
+
+    fake.queue(train_id)
+    again = runner.invoke(app, ["launch", str(study_spec(tmp_path)), "--run-dir", str(run_dir), "--backend", "slurm"])
+    assert isinstance(again.exception, ForgetkitError)
+    assert f"still queued or running, e.g. {train_id} (train r)" in str(again.exception)
+
+
+def test_a_rejected_submission_names_the_script_and_keeps_the_jobs_already_submitted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_slurm(tmp_path, monkeypatch, fail_at=103)
+    spec, run_dir = study_spec(tmp_path), tmp_path / "run"
+    jobs = slurm.plan_jobs(launch(load_study(spec), run_dir, dry_run=True), spec, run_dir, {})
+    with pytest.raises(ForgetkitError) as error:
+        slurm.submit(jobs, run_dir)
+    assert str(error.value).startswith(f"sbatch {jobs[2].script} failed: sbatch: error: Batch job submission failed")
+    record = json.loads((run_dir / "slurm" / "jobs.json").read_text())
+    assert record == {job.stage: {"job_id": str(101 + i), "script": str(job.script)} for i, job in enumerate(jobs[:2])}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--backend", "slurm"], "--backend slurm needs sbatch, i.e. a Slurm login node"),
+        (["--backend", "slurm", "--sbatch", "gres"], "--sbatch 'gres' is not KEY=VALUE"),
+        (["--backend", "slurm", "--sbatch", "eval:gres=gpu:1"], "stage kind 'eval' unknown; use one of train,"),
+        (["--backend", "slurm", "--sbatch", "job-name=x"], "forgetkit sets --job-name itself"),
+        (["--sbatch", "partition=gpu"], "--sbatch sets options of Slurm jobs; add --backend slurm"),
+        (["--backend", "slurm", "--stage", "train r"], "--stage runs one stage here and now"),
+    ],
+)
+def test_bad_slurm_options_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str], message: str
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = runner.invoke(app, ["launch", str(study_spec(tmp_path)), "--run-dir", str(tmp_path / "run"), *extra])
+    assert isinstance(result.exception, ForgetkitError)
+    assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ("train q", "no stage 'train q' in this study; `forgetkit launch SPEC --dry-run` lists them"),
+        ("predict r/checkpoint-2 a", "stage 'predict r/checkpoint-2 a' needs train r done first"),
+    ],
+)
+def test_a_stage_runs_only_by_its_planned_name_and_after_its_dependencies(
+    tmp_path: Path, stage: str, message: str
+) -> None:
+    spec = study_spec(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text("{}")
+    result = runner.invoke(app, ["launch", str(spec), "--run-dir", str(tmp_path / "run"), "--stage", stage])
+    assert isinstance(result.exception, ForgetkitError)
+    assert str(result.exception) == message
+
+
+@pytest.mark.slow
+def test_every_job_runs_its_stage_and_the_run_scores(
+    shapes: Path, offline_clip: ClipSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datasets_builders import BuildOptions, build
+    from forgetkit.scoring import score_run
+
+    build("imagenet-vqa", BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=offline_clip))
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
+        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
+        "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
+        "recipes: {r: {steps: 2, save_steps: 2}}\n"
+    )
+    fake = fake_slurm(tmp_path, monkeypatch, run_jobs=True)
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"])
+    assert result.exit_code == 0, result.output
+
+    assert len(fake.submissions()) == 3
+    for job_id in fake.submissions():
+        assert "done in" in (fake.log / f"{job_id}.out").read_text().splitlines()[-1]
+    state = RunDir(run_dir).read_state()
+    assert set(state) == {"logits zero-shot imagenet_vqa_val", "train r", "logits r/checkpoint-2 imagenet_vqa_val"}
+    assert {entry["status"] for entry in state.values()} == {"done"}
+    table = score_run(RunDir(run_dir))
+    assert table["zero-shot"]["imagenet_vqa_val"]["total"] == table["r/checkpoint-2"]["imagenet_vqa_val"]["total"] > 0
+
+    again = runner.invoke(app, ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"])
+    assert again.exit_code == 0 and "nothing to submit: all 3 stages are done" in again.output
