@@ -342,6 +342,7 @@ def launch(
 def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], dry_run: bool) -> None:
     from forgetkit import slurm
     from forgetkit.steps import format_plan
+    from forgetkit.study import check_data
     from forgetkit.study import launch as run_study
 
     options = slurm.parse_options(sbatch)
@@ -361,6 +362,7 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
     if not jobs:
         typer.echo(f"nothing to submit: all {len(steps)} stages are done; forgetkit score {target} reports them")
         return
+    check_data(study)
     ids = slurm.submit(jobs, target)
     typer.echo(f"submitted {len(jobs)} Slurm jobs (recorded in {slurm.jobs_path(target)}):")
     for job in jobs:

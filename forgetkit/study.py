@@ -233,11 +233,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     run = RunDir(run_dir)
     if dry_run:
         return plan(study, run)
-    if not (Path(study.data.dataset_dir) / "dataset_info.json").is_file():
-        raise ForgetkitError(
-            f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
-            "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
-        )
+    check_data(study)
     prepare(study, run)
     steps = plan(study, run)
     if only is not None:
@@ -253,6 +249,15 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
             if not step.done:
                 run_stage(run, step)
     return score_run(run)
+
+
+def check_data(study: Study) -> None:
+    """Stop before anything runs (or is submitted) when the spec's data folder was never built."""
+    if not (Path(study.data.dataset_dir) / "dataset_info.json").is_file():
+        raise ForgetkitError(
+            f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
+            "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
+        )
 
 
 def prepare(study: Study, run: RunDir) -> None:

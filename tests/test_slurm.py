@@ -77,6 +77,8 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_jobs: bool =
 
 def study_spec(tmp_path: Path) -> Path:
     """A recipe whose checkpoints are evaluated on two sets, and a 2-task IncLoRA sequence (train, merge, eval)."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "data" / "dataset_info.json").write_text("{}")  # submitting checks the data was built
     path = tmp_path / "study.yaml"
     path.write_text(
         "name: s\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: data}\neval: {datasets: [a, b]}\n"
@@ -166,6 +168,14 @@ def test_submitting_prints_the_job_ids_and_what_to_do_next(tmp_path: Path, monke
     assert f"still queued or running, e.g. {train_id} (train r)" in str(again.exception)
 
 
+def test_nothing_is_submitted_before_the_data_is_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = fake_slurm(tmp_path, monkeypatch)
+    spec = study_spec(tmp_path)
+    (tmp_path / "data" / "dataset_info.json").unlink()
+    result = runner.invoke(app, ["launch", str(spec), "--run-dir", str(tmp_path / "run"), "--backend", "slurm"])
+    assert "build the data first" in str(result.exception) and not fake.submissions()
+
+
 def test_a_rejected_submission_names_the_script_and_keeps_the_jobs_already_submitted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,8 +220,6 @@ def test_a_stage_runs_only_by_its_planned_name_and_after_its_dependencies(
     tmp_path: Path, stage: str, message: str
 ) -> None:
     spec = study_spec(tmp_path)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "dataset_info.json").write_text("{}")
     result = runner.invoke(app, ["launch", str(spec), "--run-dir", str(tmp_path / "run"), "--stage", stage])
     assert isinstance(result.exception, ForgetkitError)
     assert str(result.exception) == message
