@@ -299,9 +299,10 @@ def launch(
     A spec names the model, data.dataset_dir (a folder made by build-data), eval.datasets and the
     recipes to train ({name: {part, method, lr, batch_size, steps or epochs, save_steps, scheduler,
     warmup}}); eval.quadrants groups the eval datasets into the paper's 2x2 matrix (ID^T-ID^I,
-    ID^T-OOD^I, OOD^T-ID^I, OOD^T-OOD^I) to report each quadrant's mean; see runs/demo.yaml.
-    Rerunning the same command skips finished stages and resumes an interrupted training from its
-    last checkpoint; --dry-run shows what would run.
+    ID^T-OOD^I, OOD^T-ID^I, OOD^T-OOD^I) to report each quadrant's mean; a continual section learns
+    tasks in order with strategy inclora or seqfull and optional replay (runs/table3.yaml); see
+    runs/demo.yaml. Rerunning the same command skips finished stages and resumes an interrupted
+    training from its last checkpoint, even after kill -9; --dry-run shows what would run.
 
     On a Slurm cluster, run it on a login node with --backend slurm: each stage not yet done becomes
     one job (scripts in RUN_DIR/slurm/, logs in RUN_DIR/logs/) that Slurm starts once the jobs whose
