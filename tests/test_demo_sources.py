@@ -11,6 +11,7 @@ from forgetkit.clip_encoder import ClipSpec
 from forgetkit.demo import build_demo_data
 from forgetkit.records import CLASSIFICATION_QUESTION
 from forgetkit.resources import bundled
+from forgetkit.study import load_study
 from forgetkit.testing.demo_sources import DOMAINS, WIKI_QUESTIONS
 from forgetkit.testing.synthetic import OOD_COLORS, OOD_SHAPES, class_names
 from forgetkit.testing.tiny_model import tiny_model_dir
@@ -49,6 +50,11 @@ def test_every_dataset_the_demo_spec_names_is_built(data: Path) -> None:
     spec = demo_spec()
     info = json.loads((data / "dataset_info.json").read_text())
     named = [name for names in spec["eval"]["quadrants"].values() for name in names] + spec["data"]["train"]
+    continual = load_study(bundled("runs/demo.yaml")).continual
+    named += list(continual.test_sets)
+    for sequence in continual.sequences.values():
+        named += [continual.train_set(index, sequence.replay) for index in range(len(continual.tasks))]
+    assert "mllmcl_med_train_replay4" in named
     assert set(spec["eval"]["quadrants"]) == {"ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I"}
     for name in named:
         if name.startswith("vlmeval:"):
