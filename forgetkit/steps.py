@@ -6,6 +6,7 @@ directory has it done, and which steps must finish first (what a scheduler's dep
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import shutil
 from collections.abc import Callable
@@ -115,6 +116,9 @@ def eval_steps(
         if study.eval.scoring == "logits":
             steps.append(_logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target))
             continue
+        if generation_backend(study) == "vllm":
+            steps.append(_chat_step(study, run, model_path, template, stage, dataset, adapter, target))
+            continue
         digest = config_hash(text)
         steps.append(
             Step(
@@ -126,6 +130,44 @@ def eval_steps(
             )
         )
     return [replace(step, after=after) for step in steps]
+
+
+def generation_backend(study: Study) -> str:
+    """The engine that generates eval answers: the spec's, or for `auto` vLLM where it can run."""
+    if study.eval.backend != "auto":
+        return study.eval.backend
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    return "vllm" if has_vllm and study.hardware.device == "cuda" else "huggingface"
+
+
+def _chat_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    template: str,
+    stage: str,
+    dataset: str,
+    adapter: Path | None,
+    target: Path,
+) -> Step:
+    """Greedy generation through LF's vLLM engine, with the same template and image limits as LF prediction."""
+    from forgetkit.stages.chat_predict import chat_predict
+
+    settings = {
+        "backend": "vllm",
+        "model": model_path,
+        "adapter": str(adapter) if adapter else None,
+        "template": template,
+        "dataset_dir": study.data.dataset_dir,
+        "dataset": dataset,
+        "image_max_pixels": study.data.image_max_pixels,
+        "cutoff_len": study.data.cutoff_len,
+        "max_new_tokens": study.eval.max_new_tokens,
+    }
+    digest = config_hash(json.dumps(settings, sort_keys=True))
+    command = f"python -m forgetkit.stages.chat_predict {run.config(stage).with_suffix('.json')}"
+    action = partial(chat_predict, run, stage, settings, target)
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
 
 
 def _logits_step(

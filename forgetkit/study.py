@@ -44,12 +44,17 @@ class EvalSpec:
     quadrants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 8
     max_new_tokens: int = 16
+    backend: str = "auto"
+    """Generation engine: `huggingface` (LF prediction via `llamafactory-cli`), `vllm` (LF's vLLM engine), or
+    `auto`: vLLM when it is installed and the study runs on cuda."""
     scoring: str = "generate"
     """`generate` (LF prediction, the paper's way) or `logits` (one forward pass over the option letters)."""
     lmudata: str = "lmudata"
     """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
 
     def __post_init__(self) -> None:
+        if self.backend not in ("auto", "huggingface", "vllm"):
+            raise ForgetkitError(f"backend {self.backend!r} unknown; use auto, huggingface or vllm")
         if self.scoring not in ("generate", "logits"):
             raise ForgetkitError(f"scoring {self.scoring!r} unknown; use generate or logits")
         unknown = sorted(set(self.quadrants) - set(QUADRANTS))

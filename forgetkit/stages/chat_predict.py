@@ -1,0 +1,125 @@
+"""Predict stage through LLaMA-Factory's inference engines (`llamafactory.chat.ChatModel`): its vLLM
+engine on a GPU, the same code with its HF engine anywhere else.
+
+`llamafactory-cli train` with `do_predict` generates with HF only; LF's vLLM batch script is not in
+its wheel. ChatModel with `infer_backend: vllm` is LF's own vLLM path: its template, multimodal
+plugin and image pixel limits, so prompts match LF prediction. All rows are sent at once and vLLM
+batches them. Decoding is greedy (`temperature: 0`, which both engines read as no sampling; LF's vLLM
+defaults sample at 0.95). Runs as its own process (`python -m forgetkit.stages.chat_predict
+SETTINGS.json`), so the GPU memory vLLM holds is freed when it ends. Writes LF-shaped
+`generated_predictions.jsonl` rows: prompt, predict, label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from forgetkit import atomic
+from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
+from forgetkit.rundir import RunDir
+from forgetkit.stages.process import run_logged
+
+SHAREGPT_DEFAULTS = {
+    "messages": "conversations",
+    "images": "images",
+    "role_tag": "from",
+    "content_tag": "value",
+    "user_tag": "human",
+    "assistant_tag": "gpt",
+}
+"""LF's defaults for a sharegpt dataset_info entry (`llamafactory.data.parser.DatasetAttr`)."""
+
+
+def engine_args(settings: dict[str, Any]) -> dict[str, Any]:
+    """ChatModel arguments: the model (and LoRA adapter), the template, the engine, greedy decoding."""
+    args = {
+        "model_name_or_path": settings["model"],
+        "template": settings["template"],
+        "infer_backend": settings["backend"],
+        "image_max_pixels": settings["image_max_pixels"],
+        "max_new_tokens": settings["max_new_tokens"],
+        "do_sample": False,
+        "temperature": 0.0,
+        "vllm_maxlen": settings["cutoff_len"] + settings["max_new_tokens"],
+        "trust_remote_code": True,
+    }
+    if settings.get("adapter"):
+        args |= {"adapter_name_or_path": settings["adapter"], "finetuning_type": "lora"}
+    return args
+
+
+def eval_rows(dataset_dir: Path, dataset: str) -> list[dict[str, Any]]:
+    """A sharegpt eval set as LF reads it: the prompt turns, image paths (against the data folder, LF's
+    default media_dir) and the last assistant turn as the label."""
+    info = read_json(dataset_dir / "dataset_info.json", dict, "build the data first (forgetkit build-data ...)")
+    if dataset not in info:
+        raise ForgetkitError(f"dataset {dataset!r} is not in {dataset_dir / 'dataset_info.json'}")
+    entry = info[dataset]
+    if entry.get("formatting") != "sharegpt":
+        raise ForgetkitError(f"dataset {dataset!r} is not sharegpt-formatted; the vLLM predict stage reads sharegpt")
+    keys = SHAREGPT_DEFAULTS | entry.get("columns", {}) | entry.get("tags", {})
+    raw = read_json(dataset_dir / entry["file_name"], list, f"rebuild dataset {dataset!r}")
+    rows = []
+    for index, row in enumerate(raw):
+        turns = row.get(keys["messages"]) or []
+        if not turns or turns[-1].get(keys["role_tag"]) != keys["assistant_tag"]:
+            raise ForgetkitError(f"{entry['file_name']} row {index}: the last turn must be the assistant's answer")
+        messages = [
+            {
+                "role": "user" if turn[keys["role_tag"]] == keys["user_tag"] else "assistant",
+                "content": turn[keys["content_tag"]],
+            }
+            for turn in turns[:-1]
+        ]
+        images = [str(_media(dataset_dir, path)) for path in row.get(keys["images"]) or []]
+        rows.append({"messages": messages, "images": images, "label": turns[-1][keys["content_tag"]]})
+    return rows
+
+
+def _media(dataset_dir: Path, path: str) -> Path:
+    resolved = dataset_dir / path
+    return resolved if resolved.is_file() else Path(path)
+
+
+def predict_rows(settings: dict[str, Any]) -> list[dict[str, str]]:
+    from llamafactory.chat import ChatModel
+
+    rows = eval_rows(Path(settings["dataset_dir"]), settings["dataset"])
+    chat = ChatModel(engine_args(settings))
+
+    async def answer(row: dict[str, Any]) -> str:
+        responses = await chat.achat(row["messages"], images=row["images"] or None)
+        return responses[0].response_text
+
+    async def answer_all() -> list[str]:
+        return await asyncio.gather(*(answer(row) for row in rows))
+
+    texts = asyncio.run(answer_all())
+    return [
+        {"prompt": row["messages"][-1]["content"], "predict": text, "label": row["label"]}
+        for row, text in zip(rows, texts)
+    ]
+
+
+def chat_predict(run: RunDir, stage: str, settings: dict[str, Any], target: Path) -> Path:
+    """Run this module in its own process on `settings`; its output lands atomically at `target`."""
+    config = run.config(stage).with_suffix(".json")
+    atomic.write_json(config, settings | {"output": str(target)})
+    target.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", __name__, str(config)]
+    run_logged(command, run.log(stage), desc=stage, unit="set", watch=lambda bar: None, failure=stage)
+    return target
+
+
+def main(argv: list[str]) -> None:
+    settings = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    atomic.write_jsonl(Path(settings["output"]), predict_rows(settings))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

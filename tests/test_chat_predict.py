@@ -1,0 +1,94 @@
+"""Prediction through LLaMA-Factory's ChatModel engines (vLLM on a GPU): same answers as LF prediction.
+
+vLLM needs a GPU, so here the stage runs LF's HF engine through the very same code; only
+`infer_backend` differs.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from datasets_builders import BuildOptions, build
+from forgetkit.clip_encoder import ClipSpec
+from forgetkit.errors import ForgetkitError
+from forgetkit.recipes import CPU
+from forgetkit.render import DataSpec, render_predict
+from forgetkit.rundir import RunDir
+from forgetkit.stages import llamafactory
+from forgetkit.stages.chat_predict import chat_predict, engine_args, eval_rows
+from forgetkit.study import load_study, plan
+from forgetkit.testing.tiny_model import tiny_model_dir
+
+DATASET = "imagenet_vqa_val"
+PIXELS = 4096
+
+
+@pytest.fixture(scope="module")
+def built(shapes: Path, offline_clip: ClipSpec, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data")
+    names = shapes / "class_names.txt"
+    build("imagenet-vqa", BuildOptions(source=shapes, out=out, split="val", class_names=names, clip=offline_clip))
+    return out
+
+
+def settings(data: Path, backend: str = "huggingface") -> dict:
+    return {
+        "backend": backend,
+        "model": str(tiny_model_dir()),
+        "adapter": None,
+        "template": "qwen2_vl",
+        "dataset_dir": str(data),
+        "dataset": DATASET,
+        "image_max_pixels": PIXELS,
+        "cutoff_len": 512,
+        "max_new_tokens": 4,
+    }
+
+
+def test_rows_are_the_prompt_turns_with_images_found_in_the_data_folder(built: Path) -> None:
+    rows = eval_rows(built, DATASET)
+    assert len(rows) == 24
+    first = rows[0]
+    assert first["messages"][0]["role"] == "user" and first["messages"][0]["content"].startswith("<image>\n")
+    assert first["label"] in "ABCD" and all(Path(image).is_file() for image in first["images"])
+
+
+def test_decoding_is_greedy_on_both_engines(built: Path) -> None:
+    args = engine_args(settings(built, "vllm"))
+    assert args["infer_backend"] == "vllm" and args["temperature"] == 0.0 and args["do_sample"] is False
+    assert args["image_max_pixels"] == PIXELS and "adapter_name_or_path" not in args
+    lora = engine_args(settings(built) | {"adapter": "saves/lora"})
+    assert lora["adapter_name_or_path"] == "saves/lora" and lora["finetuning_type"] == "lora"
+
+
+def test_answers_equal_lf_prediction_on_the_same_model(built: Path, tmp_path: Path) -> None:
+    data = DataSpec(dataset_dir=str(built), image_max_pixels=PIXELS, cutoff_len=512)
+    text = render_predict(tiny_model_dir(), "qwen2_vl", DATASET, data, tmp_path / "lf", CPU, max_new_tokens=4)
+    llamafactory.run("train", text, tmp_path / "predict.yaml", tmp_path / "predict.log", tmp_path / "lf", "predict")
+    expected = [json.loads(line) for line in (tmp_path / "lf" / "generated_predictions.jsonl").read_text().splitlines()]
+
+    run = RunDir(tmp_path / "run").create()
+    target = chat_predict(run, "predict zero-shot x", settings(built), run.predictions("zero-shot", DATASET))
+    got = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [row["predict"] for row in got] == [row["predict"] for row in expected]
+    assert [row["label"] for row in got] == [row["label"].strip() for row in expected]
+
+
+def test_a_vllm_study_plans_the_chat_model_stage(built: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        f"name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\ndata: {{dataset_dir: {built}}}\n"
+        f"eval: {{datasets: [{DATASET}], backend: vllm}}\nrecipes: {{r: {{steps: 2, save_steps: 2}}}}\n"
+    )
+    run = RunDir(tmp_path / "run")
+    commands = {step.name: step.command for step in plan(load_study(spec), run)}
+    assert commands[f"predict zero-shot {DATASET}"].startswith("python -m forgetkit.stages.chat_predict ")
+    spec.write_text(spec.read_text().replace("backend: vllm", "backend: auto"))
+    commands = {step.name: step.command for step in plan(load_study(spec), run)}
+    assert commands[f"predict zero-shot {DATASET}"].startswith("llamafactory-cli train "), "no vLLM on a CPU study"
+
+
+def test_a_dataset_missing_from_dataset_info_is_one_line_error(built: Path) -> None:
+    with pytest.raises(ForgetkitError, match="dataset 'nope' is not in"):
+        eval_rows(built, "nope")
