@@ -22,6 +22,8 @@ import importlib.metadata
 import json
 import platform
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +130,20 @@ class RunDir:
     def is_done(self, stage: str, digest: str) -> bool:
         entry = self.read_state().get(stage)
         return bool(entry) and entry.get("status") == "done" and entry.get("config_hash") == digest
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held while `launch` runs a whole study here: a second launch on the same run would train into
+        the same checkpoints."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".launch.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ForgetkitError(
+                    f"another forgetkit launch is running in {self.root}; wait for it or use another --run-dir"
+                ) from None
+            yield
 
     def mark(self, stage: str, status: str, digest: str, reason: str = "", command: str = "") -> None:
         """Record a stage's status; a lock keeps stages running side by side (scheduler jobs) from losing entries."""

@@ -262,6 +262,7 @@ def _vlmeval(study: Study, run: RunDir, stage: str, settings: dict, targets: lis
         items = [json.loads(line) for line in predictions_path(scratch, name).read_text(encoding="utf-8").splitlines()]
         rows = [{"predict": i["prediction"], "label": i["answer"], "correct": i["correct"]} for i in items]
         atomic.write_jsonl(target, rows)
+    atomic.write_text(run.config(stage).with_suffix(".json"), (scratch / "vlmeval_config.json").read_text("utf-8"))
     shutil.rmtree(scratch, ignore_errors=True)
     with contextlib.suppress(OSError):
         scratch.parent.rmdir()

@@ -243,6 +243,11 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     steps = plan(study, run)
     if only is not None:
         return _launch_one(run, steps, only)
+    with run.exclusive():
+        return _launch_all(study, run, steps)
+
+
+def _launch_all(study: Study, run: RunDir, steps: list[Step]) -> dict:
     model = resolve_model(study.model, study.template)
     for step in steps:
         if step.name.startswith("train "):

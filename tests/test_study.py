@@ -48,6 +48,17 @@ def test_launch_without_built_data_says_how_to_build_it(tmp_path: Path) -> None:
         launch(study, tmp_path / "run")
 
 
+def test_a_second_launch_on_a_busy_run_directory_is_refused(tmp_path: Path) -> None:
+    from forgetkit.rundir import RunDir
+
+    study = load_study(spec(tmp_path, "recipes: {r: {}}"))
+    Path(study.data.dataset_dir).mkdir(parents=True)
+    (Path(study.data.dataset_dir) / "dataset_info.json").write_text("{}")
+    run = RunDir(tmp_path / "run")
+    with run.exclusive(), pytest.raises(ForgetkitError, match="another forgetkit launch is running in"):
+        launch(study, run.root)
+
+
 def test_quadrants_group_the_eval_datasets(tmp_path: Path) -> None:
     path = tmp_path / "study.yaml"
     path.write_text(
