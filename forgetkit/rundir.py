@@ -94,10 +94,10 @@ class RunDir:
         return json.loads(self.quadrants_path.read_text(encoding="utf-8"))
 
     def config(self, stage: str) -> Path:
-        return self.root / "configs" / f"{_slug(stage)}.yaml"
+        return self.root / "configs" / f"{stage_slug(stage)}.yaml"
 
     def log(self, stage: str) -> Path:
-        return self.root / "logs" / f"{_slug(stage)}.log"
+        return self.root / "logs" / f"{stage_slug(stage)}.log"
 
     def checkpoints(self, recipe: str) -> Path:
         return self.root / "checkpoints" / recipe
@@ -106,7 +106,7 @@ class RunDir:
         return self.root / "predictions" / checkpoint / f"{dataset}.jsonl"
 
     def scratch(self, stage: str) -> Path:
-        return self.root / "scratch" / _slug(stage)
+        return self.root / "scratch" / stage_slug(stage)
 
     def prediction_files(self) -> list[tuple[str, str, Path]]:
         """(checkpoint, dataset, file) for every prediction file, zero-shot first, then by name and step."""
@@ -173,7 +173,8 @@ def record_versions(run: RunDir) -> dict[str, str | None]:
     return versions
 
 
-def _slug(stage: str) -> str:
+def stage_slug(stage: str) -> str:
+    """A stage name as a file name: configs, logs, scratch folders and job scripts are named by it."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stage)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.rundir import _slug
+from forgetkit.rundir import stage_slug
 from forgetkit.steps import Step
 
 KINDS = ("train", "export", "predict", "logits", "vlmeval")
@@ -75,7 +75,7 @@ def plan_jobs(steps: list[Step], spec: Path, run_dir: Path, options: Mapping[str
         unplanned = set(after) - {job.stage for job in result}
         if unplanned:
             raise ValueError(f"the plan lists {step.name!r} before {sorted(unplanned)}, which it depends on")
-        script = run_dir / "slurm" / f"{index:0{width}d}-{_slug(step.name)}.sbatch"
+        script = run_dir / "slurm" / f"{index:0{width}d}-{stage_slug(step.name)}.sbatch"
         result.append(
             Job(step.name, script, _script(step.name, spec, run_dir, _options_for(step.name, options)), after)
         )
@@ -93,7 +93,7 @@ def _script(stage: str, spec: Path, run_dir: Path, options: Mapping[str, str]) -
     """A batch script running `stage` from the directory forgetkit was launched in, with this Python.
 
     sbatch reads `#SBATCH` arguments with shell-like quoting and treats `%` in file names as a pattern."""
-    slug = _slug(stage)
+    slug = stage_slug(stage)
     log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{slug}-%j.out"
     directives = {"job-name": f"forgetkit-{slug}", "output": log, **options}
     command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage", stage]
