@@ -49,13 +49,25 @@ def read_predictions(path: Path) -> list[tuple[str, str, bool | None]]:
     return pairs
 
 
-def score_file(path: Path, matcher: str = "letter") -> Score:
-    """Accuracy of one file by `matcher`; a file judged by VLMEvalKit keeps its verdicts (matcher `vlmevalkit`)."""
+def score_items(path: Path, matcher: str = "letter", skip_bad: bool = False) -> list[float]:
+    """Each item's credit in file order under exactly `score_file`'s rules, for resampling (bootstrap intervals).
+
+    Credit is True/False for every matcher but `mllmcl-sci` on "Which states" questions, which earns the
+    fraction of states found; a file judged by VLMEvalKit gives its own verdicts. `skip_bad` is accepted
+    for the reader's malformed-line policy (see `score_file`)."""
     match = get_matcher(matcher)
     rows = read_predictions(path)
     if all(verdict is not None for _, _, verdict in rows):
-        return Score(sum(bool(verdict) for _, _, verdict in rows), len(rows), "vlmevalkit")
-    return Score(sum(match(predict, label) for predict, label, _ in rows), len(rows), matcher)
+        return [bool(verdict) for _, _, verdict in rows]
+    return [match(predict, label) for predict, label, _ in rows]
+
+
+def score_file(path: Path, matcher: str = "letter") -> Score:
+    """Accuracy of one file by `matcher`; a file judged by VLMEvalKit keeps its verdicts (matcher `vlmevalkit`)."""
+    rows = read_predictions(path)
+    judged = all(verdict is not None for _, _, verdict in rows)
+    items = score_items(path, matcher)
+    return Score(sum(items), len(items), "vlmevalkit" if judged else matcher)
 
 
 def score_run(run: RunDir, matcher: str = "letter") -> dict[str, dict[str, dict]]:

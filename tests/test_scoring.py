@@ -67,3 +67,11 @@ def test_quadrant_means_average_their_datasets_and_report_the_change_in_points()
     assert "r/checkpoint-20" not in means, "a quadrant is reported only when all its datasets were scored"
     text = format_quadrants(means)
     assert "85.00 (+10.00)" in text and "40.00 (-10.00)" in text
+
+
+def test_score_items_are_score_files_verdicts_in_file_order(tmp_path: Path) -> None:
+    path = write_predictions(tmp_path / "p.jsonl", [("B", "B"), ("D", "A"), ("Answer: C", "C")])
+    from forgetkit.scoring import score_items
+
+    assert score_items(path) == [True, False, True]
+    assert sum(score_items(path)) == score_file(path).correct
