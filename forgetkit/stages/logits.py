@@ -16,7 +16,7 @@ import io
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,8 +94,12 @@ def load_predict_inputs(
     cutoff_len: int = DataSpec.cutoff_len,
     bf16: bool = False,
     device: str = "cpu",
+    multiple_choice: bool = True,
 ) -> PredictInputs:
-    """Parse the predict stage's own YAML with LF and build its eval dataset and generation collator."""
+    """Parse the predict stage's own YAML with LF and build its eval dataset and generation collator.
+
+    `multiple_choice` refuses rows without option lines; the drift probe turns it off for its caption prompts.
+    """
     _check_dataset(Path(dataset_dir), dataset)
     with tempfile.TemporaryDirectory(prefix="forgetkit-logits-") as scratch, _quiet():
         import transformers
@@ -139,7 +143,7 @@ def load_predict_inputs(
     prompts = tokenizer.batch_decode(columns["input_ids"], skip_special_tokens=False)
     letters = [option_letters(prompt) for prompt in prompts]
     for index, found in enumerate(letters):
-        if len(found) < 2:
+        if multiple_choice and len(found) < 2:
             raise ForgetkitError(
                 f"{dataset} row {index}: no 'A. …', 'B. …' option lines in the prompt; "
                 "logits scoring needs letter-answer multiple-choice rows"
@@ -182,25 +186,46 @@ def load_lf_model(inputs: PredictInputs) -> Any:
         return load_model(inputs.tokenizer, inputs.model_args, inputs.finetuning_args, is_trainable=False)
 
 
+def batches(
+    inputs: PredictInputs, batch_size: int, desc: str, prepare: Callable[[int, dict], dict] | None = None
+) -> Iterator[tuple[list[int], dict]]:
+    """Dataset indices and LF's collated batch of those rows, on the device, without labels.
+
+    Rows go in length order so left padding stays short; `prepare(index, row)` may edit a row before collation.
+    """
+    import torch
+
+    lengths = inputs.lengths()
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for start in tqdm(range(0, len(order), batch_size), desc=f"{desc} {inputs.name}", unit="batch"):
+        chunk = order[start : start + batch_size]
+        rows = [inputs.dataset[index] for index in chunk]
+        if prepare is not None:
+            rows = [prepare(index, row) for index, row in zip(chunk, rows)]
+        batch = inputs.collator(rows)
+        batch.pop("labels")
+        yield chunk, {key: value.to(inputs.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+def autocast(inputs: PredictInputs) -> Any:
+    """bf16 autocast when the predict YAML asks for bf16, as LF evaluates then; a no-op otherwise."""
+    import torch
+
+    return torch.autocast(torch.device(inputs.device).type, dtype=torch.bfloat16, enabled=inputs.bf16)
+
+
 def score_inputs(model: Any, inputs: PredictInputs, batch_size: int = 8) -> list[dict]:
     """One forward pass per batch; each row's letter is the argmax of the next-token logits over its letters.
 
-    Rows are batched by length (left padding stays short) and returned in dataset order.
+    Returned in dataset order.
     """
     import torch
 
     every_letter = sorted({letter for found in inputs.letters for letter in found})
     token_id = dict(zip(every_letter, letter_token_ids(inputs.tokenizer, every_letter)))
-    lengths = inputs.lengths()
-    order = sorted(range(len(lengths)), key=lengths.__getitem__)
-    results: list[dict] = [{}] * len(order)
-    autocast = torch.autocast(torch.device(inputs.device).type, dtype=torch.bfloat16, enabled=inputs.bf16)
-    with torch.no_grad(), autocast:
-        for start in tqdm(range(0, len(order), batch_size), desc=f"logits {inputs.name}", unit="batch"):
-            chunk = order[start : start + batch_size]
-            batch = inputs.collator([inputs.dataset[index] for index in chunk])
-            batch.pop("labels")
-            batch = {key: value.to(inputs.device) if torch.is_tensor(value) else value for key, value in batch.items()}
+    results: list[dict] = [{}] * len(inputs.dataset)
+    with torch.no_grad(), autocast(inputs):
+        for chunk, batch in batches(inputs, batch_size, "logits"):
             next_token = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
             for row, index in enumerate(chunk):
                 letters = inputs.letters[index]
