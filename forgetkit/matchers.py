@@ -1,33 +1,164 @@
-"""Answer matchers: decide whether one model output counts as the labelled answer.
+"""Answer matchers: how much credit one model output earns for its labelled answer.
 
-`letter` is the paper's Listing 1 (App. D.2) verbatim in behaviour, quirks included: only the text
-after the *last* ':' is kept, comparison is upper-cased, and "B. tabby cat" counts for label "B".
+A matcher is `match(predict, label, row) -> credit`: the model's output, the ground truth, and the whole
+prediction row (plus its sidecar's fields, see `forgetkit.scoring`) for the matchers that need more than
+the label. Credit is True/False except on `mllmcl-sci`'s "Which states" questions, which earn a fraction.
+
+- `letter`: the paper's Listing 1 (App. D.2), quirks included: only the text after the *last* ':' is
+  kept, comparison is upper-cased, and "B. tabby cat" counts for label "B".
+- `mllmcl-rs`, `mllmcl-ad`, `mllmcl-med`, `mllmcl-sci`, `mllmcl-fin`: the paper's Listings 2-5 (App. D.4),
+  which adapt MLLM-CL's `ETrain/Eval/LLaVA/CoIN/eval_{ai2d,pvqa,sci,finvis}.py` to LF's predictions. A
+  prediction containing "Unanswerable" earns nothing but stays in the denominator, as in MLLM-CL's scripts.
+- `classlabel-mischoice`: whether the model chose the class-name option planted in ImageWikiQA with
+  class-label distractors (paper §4.2, Fig. 3); over a file, the mischoice rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
 
 from forgetkit.errors import ForgetkitError
 
-Matcher = Callable[[str, str], bool]
+Row = Mapping[str, Any]
+Matcher = Callable[[str, str, Row], float]
+NO_ROW: Row = MappingProxyType({})
+AUTO = "auto"
+"""Not a matcher: 'each dataset's own', resolved by `matcher_for` from the dataset's name."""
+UNANSWERABLE = "Unanswerable"
+QUESTION_KEYS = ("text", "question", "prompt")
+"""Where a row holds its question: MLLM-CL's meta sidecar, VLMEvalKit's items, LF's templated prompt."""
+_MLLMCL_TEST = re.compile(r"mllmcl_(rs|med|ad|sci|fin)_test")
 
 
-def letter(predict: str, label: str) -> bool:
+class MissingField(ValueError):
+    """A matcher needs a field its row lacks; the reader turns it into an error naming the file and line."""
+
+
+def letter(predict: str, label: str, row: Row = NO_ROW) -> bool:
     predict = str(predict).strip()
-    label = str(label).strip()
     if ":" in predict:
-        predict = predict.split(":")[-1].strip()
+        predict = predict.rpartition(":")[2].strip()
     predict = predict.upper()
-    label = label.upper()
-    return predict == label or predict.startswith(f"{label}.")
+    label = str(label).strip().upper()
+    return predict == label or predict.startswith(label + ".")
 
 
-MATCHERS: dict[str, Matcher] = {"letter": letter}
+def _ground_truth(label: str) -> str:
+    """MLLM-CL's answer as its scripts see it: LF's label is the answer plus the chat template's turn end,
+    which current LF versions leave as a trailing newline (ChatML templates) after dropping special tokens."""
+    return str(label).rstrip("\n")
+
+
+def mllmcl_rs_ad(predict: str, label: str, row: Row = NO_ROW) -> bool:
+    """Listing 2 (RS and AD). A one-word truth must stand as a word in a several-word prediction; dots
+    are deleted from it as MLLM-CL's eval_ai2d.py does (the listing prints them replaced by spaces)."""
+    predict = str(predict)
+    if UNANSWERABLE in predict:
+        return False
+    pred = predict.lower()
+    gt = _ground_truth(label).lower()
+    if " " in gt:
+        return gt in pred
+    gt = gt.replace(".", "")
+    if " " in pred:
+        return f" {gt}" in pred or f"{gt} " in pred or f"{gt}." in pred or f"{gt}," in pred
+    return gt in pred
+
+
+def mllmcl_med(predict: str, label: str, row: Row = NO_ROW) -> bool:
+    """Listing 3 (Med): the truth appears anywhere in the prediction."""
+    predict = str(predict)
+    if UNANSWERABLE in predict:
+        return False
+    return _ground_truth(label).lower() in predict.lower()
+
+
+def _sci_form(text: str) -> str:
+    return text.strip().lower().replace(".", " ").replace(",", " ").replace("neither", "no")
+
+
+def mllmcl_sci(predict: str, label: str, row: Row = NO_ROW) -> float:
+    """Listing 4 (Sci): a one-character truth (the paper's stand-in for MLLM-CL's "AI2D/TQA/VQA/SciVerse
+    image" test) must equal the prediction; a "Which states" question (MapQA) earns the fraction of its
+    comma-separated truths found among the prediction's comma-separated parts; anything else is right when
+    either contains the other. The listing's normal form (dots and commas to spaces, 'neither' to 'no')
+    would leave no comma to split on, so the fraction is taken on the lower-cased texts, as MLLM-CL's
+    eval_sci.py (and PROTOCOL.md §5) count it."""
+    predict = str(predict)
+    if UNANSWERABLE in predict:
+        return False
+    pred = _sci_form(predict)
+    gt = _sci_form(_ground_truth(label))
+    if len(gt) == 1:
+        return gt == pred
+    if "Which states" in question(row):
+        truths = _ground_truth(label).lower().split(",")
+        said = predict.lower().split(",")
+        return sum(truth in said for truth in truths) / len(truths)
+    return gt in pred or pred in gt
+
+
+def mllmcl_fin(predict: str, label: str, row: Row = NO_ROW) -> bool:
+    """Listing 5 (Fin): yes/no or a letter, equal once spaces and dots leave the prediction."""
+    predict = str(predict)
+    if UNANSWERABLE in predict:
+        return False
+    return predict.lower().replace(" ", "").replace(".", "") == _ground_truth(label).lower()
+
+
+def classlabel_mischoice(predict: str, label: str, row: Row = NO_ROW) -> bool:
+    """Listing 1 against the planted class-name option's letter (`class_option`) instead of the label."""
+    option = row.get("class_option")
+    if not isinstance(option, str) or not option:
+        raise MissingField(
+            "'class_option', the planted class-name option's letter: give the data's "
+            "imagewikiqa_classlabel.records.jsonl as sidecar"
+        )
+    return letter(predict, option)
+
+
+def question(row: Row) -> str:
+    """The row's question text, for matchers whose rule depends on what was asked."""
+    for key in QUESTION_KEYS:
+        if isinstance(row.get(key), str):
+            return row[key]
+    keys = ", ".join(repr(key) for key in QUESTION_KEYS)
+    raise MissingField(
+        f"the question text ({keys}); LF's predictions carry 'prompt', else give the data's meta sidecar"
+    )
+
+
+MATCHERS: dict[str, Matcher] = {
+    "letter": letter,
+    "mllmcl-rs": mllmcl_rs_ad,
+    "mllmcl-ad": mllmcl_rs_ad,
+    "mllmcl-med": mllmcl_med,
+    "mllmcl-sci": mllmcl_sci,
+    "mllmcl-fin": mllmcl_fin,
+    "classlabel-mischoice": classlabel_mischoice,
+}
 
 
 def get_matcher(name: str) -> Matcher:
     try:
         return MATCHERS[name]
     except KeyError:
-        raise ForgetkitError(f"unknown matcher {name!r}; choose one of: {', '.join(sorted(MATCHERS))}") from None
+        choices = ", ".join([*sorted(MATCHERS), AUTO])
+        raise ForgetkitError(f"unknown matcher {name!r}; choose one of: {choices}") from None
+
+
+def matcher_for(dataset: str) -> str:
+    """The matcher a dataset is scored with by default: its domain's for MLLM-CL's `mllmcl_<domain>_test`
+    sets (built by datasets_builders/mllm_cl.py), the letter matcher for every MCQ set."""
+    found = _MLLMCL_TEST.fullmatch(dataset)
+    return f"mllmcl-{found.group(1)}" if found else "letter"
+
+
+def resolve(name: str, dataset: str) -> str:
+    """`name`, or the dataset's own matcher when `name` is `auto`; an unknown name is an error."""
+    name = matcher_for(dataset) if name == AUTO else name
+    get_matcher(name)
+    return name
