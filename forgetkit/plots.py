@@ -1,0 +1,130 @@
+"""The paper's figures as PNG, drawn from numbers the report computed (nothing here reads a run directory).
+
+Figures are drawn on matplotlib's Agg canvas directly (no pyplot, so no global backend or figure state) and
+saved without the PNG `Software` tag, so the same numbers give the same bytes on every machine with the same
+matplotlib and fonts. Every file is written through `atomic`, so a killed report leaves no partial image.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from forgetkit import atomic
+from forgetkit.study import QUADRANTS
+
+Point = tuple[float, Mapping[str, float]]
+"""(ID accuracy %, {quadrant: mean accuracy %}) of one checkpoint."""
+Bar = tuple[float, float, float]
+"""(value %, interval low %, interval high %)."""
+
+LEGEND_COLUMNS = 4
+CLASSLABEL_BARS = ("accuracy", "accuracy with class-label distractor", "mischoice on class name")
+"""Fig. 3's bars per model state: ImageWikiQA accuracy, the same on the class-label variant, and how often the
+class-name option was picked there."""
+
+
+def quadrant_title(quadrant: str) -> str:
+    """`OOD^T-ID^I` as mathtext, so the superscripts render as in the paper."""
+    return re.sub(r"\^(\w+)", r"$^{\1}$", quadrant)
+
+
+def forgetting_curves(
+    path: Path, curves: Mapping[str, Sequence[Point]], zero_shot: Point | None, id_label: str
+) -> None:
+    """Fig. 2: one panel per quadrant laid out as the paper's 2x2 matrix (rows: text, columns: image); x is
+    the fine-tuned task's accuracy, y the quadrant's mean; one curve per recipe through its checkpoints in
+    step order, starting from the zero-shot model, which is marked with a black star. One legend below the
+    panels serves all four, however many recipes there are."""
+    legend_rows = math.ceil((len(curves) + 1) / LEGEND_COLUMNS)
+    height = 8.5 + 0.25 * legend_rows
+    figure = Figure(figsize=(10, height))
+    bottom = (0.6 + 0.25 * legend_rows) / height
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=bottom, top=1 - 0.4 / height, wspace=0.2, hspace=0.3)
+    axes = figure.subplots(2, 2)
+    colors = dict(zip(curves, _colors(len(curves))))
+    start = [zero_shot] if zero_shot else []
+    for quadrant, ax in zip(QUADRANTS, axes.flat):
+        ax.set_title(quadrant_title(quadrant))
+        ax.set_xlabel(f"{id_label} accuracy (%)")
+        ax.set_ylabel("quadrant accuracy (%)")
+        ax.grid(alpha=0.3)
+        drawn = False
+        for recipe, points in curves.items():
+            xy = [(x, ys[quadrant]) for x, ys in [*start, *points] if quadrant in ys]
+            if xy:
+                ax.plot(*zip(*xy), marker="o", markersize=3, linewidth=1.2, color=colors[recipe])
+                drawn = True
+        if zero_shot and quadrant in zero_shot[1]:
+            ax.plot(zero_shot[0], zero_shot[1][quadrant], marker="*", markersize=14, color="black", zorder=3)
+        elif not drawn:
+            ax.text(0.5, 0.5, "not evaluated", ha="center", va="center", transform=ax.transAxes, color="gray")
+    handles = [Line2D([], [], marker="o", markersize=3, color=color) for color in colors.values()]
+    handles += [Line2D([], [], marker="*", markersize=12, color="black", linestyle="none")] if zero_shot else []
+    labels = [*curves, *(["zero-shot"] if zero_shot else [])]
+    figure.legend(handles, labels, loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
+    _save(figure, path)
+
+
+def classlabel_bars(path: Path, groups: Mapping[str, Mapping[str, Bar]]) -> None:
+    """Fig. 3 (right): per model state (zero-shot, each recipe's final checkpoint) the bars of
+    `CLASSLABEL_BARS` that were measured, with their 95 % intervals as error bars."""
+    figure = Figure(figsize=(max(7.5, 1.8 * len(groups) + 2), 4.5), layout="constrained")
+    ax = figure.subplots()
+    width = 0.8 / len(CLASSLABEL_BARS)
+    for index, (bar, color) in enumerate(zip(CLASSLABEL_BARS, _colors(len(CLASSLABEL_BARS)))):
+        at = [(g, values[bar]) for g, values in enumerate(groups.values()) if bar in values]
+        if not at:
+            continue
+        xs = [g + (index - (len(CLASSLABEL_BARS) - 1) / 2) * width for g, _ in at]
+        bars = [bar_values for _, bar_values in at]
+        errors = [[value - low for value, low, _ in bars], [high - value for value, _, high in bars]]
+        ax.bar(xs, [value for value, _, _ in bars], width, yerr=errors, capsize=3, color=color, label=bar)
+        for x, (value, _, high) in zip(xs, bars):
+            ax.annotate(f"{value:.1f}", (x, high), textcoords="offset points", xytext=(0, 2), ha="center",
+                        fontsize="x-small")  # fmt: skip
+    ax.set_xticks(range(len(groups)), list(groups), rotation=15 if len(groups) > 3 else 0)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 120)
+    ax.set_yticks(range(0, 101, 20))
+    ax.set_title("ImageWikiQA with class-label distractors")
+    ax.legend(fontsize="small", loc="upper center", ncols=len(CLASSLABEL_BARS), frameon=False)
+    _save(figure, path)
+
+
+def continual_heatmap(path: Path, title: str, tasks: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> None:
+    """The task x stage accuracy matrix of one continual sequence: row i is the model after learning task i,
+    column j its accuracy (%) on task j's test set; cells not evaluated (tasks not seen yet) stay blank."""
+    figure = Figure(figsize=(1.3 * len(tasks) + 2.5, 1.0 * len(tasks) + 1.8), layout="constrained")
+    ax = figure.subplots()
+    grid = [[math.nan if value is None else value for value in row] for row in matrix]
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if not math.isnan(value):
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="white" if value < 60 else "black")
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.set_yticks(range(len(matrix)), [f"after {task}" for task in tasks[: len(matrix)]])
+    ax.set_xlabel("test set")
+    ax.set_title(title)
+    figure.colorbar(image, ax=ax, label="accuracy (%)")
+    _save(figure, path)
+
+
+def _colors(count: int) -> list:
+    """Distinct colours in a fixed order: tab10, or tab20 when there are more series than it has."""
+    palette = colormaps["tab10" if count <= 10 else "tab20"]
+    return [palette(index % palette.N) for index in range(count)]
+
+
+def _save(figure: Figure, path: Path) -> None:
+    FigureCanvasAgg(figure)
+    with atomic.atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=120, metadata={"Software": None})

@@ -1,0 +1,354 @@
+"""The run report: bootstrap intervals, forgetting calls, the paper's tables and the files written."""
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from forgetkit import atomic
+from forgetkit.continual import stage_label
+from forgetkit.errors import ForgetkitError
+from forgetkit.report import Bootstrap, build_report, continual_metrics, summary, write_report
+from forgetkit.rundir import ZERO_SHOT, RunDir
+from forgetkit.scoring import score_run
+from forgetkit.study import load_study, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+LETTERS = "ABCD"
+
+
+def answers(right: Iterable[int], total: int, shift: int = 0) -> list[dict]:
+    """`total` LF prediction rows answered right exactly at the indices in `right`; `shift` rotates the labels,
+    which makes the file one of different items."""
+    right = set(right)
+    rows = []
+    for i in range(total):
+        label = LETTERS[(i + shift) % 4]
+        predict = label if i in right else LETTERS[(i + shift + 1) % 4]
+        rows.append({"prompt": f"question {i}", "predict": predict, "label": f"{label}\n"})
+    return rows
+
+
+def make_run(root: Path, predictions: dict, quadrants: dict | None = None, continual: dict | None = None) -> Path:
+    """A run directory as `launch` leaves it: prediction files, quadrants/continual layout, scores.json."""
+    run = RunDir(root).create()
+    for checkpoint, sets in predictions.items():
+        for dataset, rows in sets.items():
+            atomic.write_jsonl(run.predictions(checkpoint, dataset), rows)
+    if quadrants:
+        atomic.write_json(run.quadrants_path, quadrants)
+    if continual:
+        atomic.write_json(run.continual_path, continual)
+    score_run(run)
+    return root
+
+
+def by(rows: list[dict], **keys: str) -> dict:
+    [row] = [row for row in rows if all(row[k] == v for k, v in keys.items())]
+    return row
+
+
+def test_identical_files_give_an_exact_zero_change_and_every_interval_holds_its_estimate(tmp_path: Path) -> None:
+    same = answers(range(0, 100, 3), 120)
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: {"set": same, "other": answers(range(40), 50)},
+            "r/checkpoint-5": {"set": same, "other": answers(range(10, 45), 50)},
+        },
+    )
+    numbers = build_report(run)
+
+    change = by(numbers["changes"], checkpoint="r/checkpoint-5", dataset="set")
+    assert (change["change_pp"], change["change_ci_low_pp"], change["change_ci_high_pp"]) == (0.0, 0.0, 0.0)
+    assert change["paired"] is True and change["forgetting"] is False
+    for row in numbers["accuracies"]:
+        assert row["accuracy_ci_low_pct"] <= row["accuracy_pct"] <= row["accuracy_ci_high_pct"]
+    for row in numbers["changes"]:
+        assert row["change_ci_low_pp"] <= row["change_pp"] <= row["change_ci_high_pp"]
+    assert by(numbers["accuracies"], checkpoint=ZERO_SHOT, dataset="set")["accuracy_pct"] == round(100 * 34 / 120, 4)
+
+
+def test_forgetting_is_called_only_when_the_whole_interval_is_below_zero(tmp_path: Path) -> None:
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: {"big": answers(range(800), 1000), "noise": answers(range(50), 100)},
+            # 10 pp lower on 1000 items; 3 pp lower on 100 items, right and wrong on different questions.
+            "r/checkpoint-5": {"big": answers(range(100, 800), 1000), "noise": answers(range(10, 57), 100)},
+        },
+    )
+    changes = build_report(run)["changes"]
+    big, noise = by(changes, dataset="big"), by(changes, dataset="noise")
+    assert big["change_pp"] == pytest.approx(-10) and big["change_ci_high_pp"] < 0 and big["forgetting"]
+    assert noise["change_pp"] == pytest.approx(-3) and noise["change_ci_low_pp"] < 0 < noise["change_ci_high_pp"]
+    assert not noise["forgetting"]
+
+
+def test_files_of_different_items_are_compared_unpaired(tmp_path: Path) -> None:
+    run = make_run(
+        tmp_path / "run",
+        {ZERO_SHOT: {"set": answers(range(30), 60)}, "r/checkpoint-5": {"set": answers(range(30), 60, shift=1)}},
+    )
+    change = build_report(run)["changes"][0]
+    assert change["paired"] is False and change["change_pp"] == 0.0
+    assert change["change_ci_low_pp"] < 0 < change["change_ci_high_pp"], "two independent resamples do not cancel"
+
+
+@pytest.mark.parametrize("credit", [[1.0] * 30 + [0.0] * 70, [1.0] * 20 + [0.5] * 10 + [0.0] * 20])
+def test_the_bootstrap_draws_what_resampling_item_indices_draws(credit: list[float]) -> None:
+    credit = np.array(credit)
+    rng = np.random.default_rng(1)
+    by_index = credit[rng.integers(0, credit.size, size=(20000, credit.size))].mean(axis=1)
+    drawn = Bootstrap(resamples=20000, seed=3).mean("x", credit)
+    quantiles = [0.025, 0.5, 0.975]
+    assert np.quantile(drawn, quantiles) == pytest.approx(np.quantile(by_index, quantiles), abs=0.011)
+    assert drawn.std() == pytest.approx(by_index.std(), rel=0.05)
+    assert np.array_equal(drawn, Bootstrap(resamples=20000, seed=3).mean("x", credit)), "seeded"
+
+
+def test_a_quadrant_mean_resamples_its_datasets_jointly(tmp_path: Path) -> None:
+    run = make_run(
+        tmp_path / "run",
+        {ZERO_SHOT: {"a": answers(range(0, 200, 2), 200), "b": answers(range(1, 200, 2), 200)}},
+        quadrants={"ID^T-OOD^I": ["a", "b"]},
+    )
+    numbers = build_report(run)
+    quadrant = by(numbers["quadrants"], checkpoint=ZERO_SHOT)
+    width = quadrant["accuracy_ci_high_pct"] - quadrant["accuracy_ci_low_pct"]
+    widths = [row["accuracy_ci_high_pct"] - row["accuracy_ci_low_pct"] for row in numbers["accuracies"]]
+    assert quadrant["accuracy_pct"] == 50.0
+    assert width < 0.8 * min(widths), "the mean of two independently resampled sets varies less than either"
+
+
+def test_last_average_and_backward_transfer_of_a_hand_computed_matrix() -> None:
+    matrix = [[0.80, None, None], [0.60, 0.90, None], [0.50, 0.70, 0.95]]
+    metrics = continual_metrics(matrix, float, lambda xs: sum(xs) / len(xs), lambda before, after: after - before)
+    assert metrics["last"] == [0.50, 0.70, 0.95]
+    assert metrics["average"] == pytest.approx([0.80, 0.75, (0.50 + 0.70 + 0.95) / 3])
+    assert metrics["bwt"] == pytest.approx(((0.50 - 0.80) + (0.70 - 0.90)) / 2)
+    unfinished = continual_metrics(matrix[:2] + [[0.5, None, None]], float, lambda xs: sum(xs) / len(xs), None)
+    assert unfinished["last"] == [None] * 3 and unfinished["bwt"] is None and unfinished["average"][2] is None
+
+
+QUADRANTS = {
+    "ID^T-ID^I": ["imagenet_vqa_val"],
+    "ID^T-OOD^I": ["flowers"],
+    "OOD^T-ID^I": ["imagewikiqa"],
+    "OOD^T-OOD^I": ["mmmu", "vmcbench"],
+}
+
+
+def two_recipe_run(root: Path) -> Path:
+    """Zero-shot, a recipe that forgets OOD^T-ID^I (full) and one that does not (lora), 100 items per set."""
+
+    def sets(imagenet: int, imagewikiqa: range, mmmu: range) -> dict:
+        return {
+            "imagenet_vqa_val": answers(range(imagenet), 100),
+            "flowers": answers(range(60), 100),
+            "imagewikiqa": answers(imagewikiqa, 100),
+            "mmmu": answers(mmmu, 100),
+            "vmcbench": answers(range(40), 100),
+        }
+
+    return make_run(
+        root,
+        {
+            ZERO_SHOT: sets(60, range(50), range(40)),
+            "full/checkpoint-10": sets(80, range(45), range(40)),
+            "full/checkpoint-20": sets(90, range(30), range(4, 41)),
+            "lora/checkpoint-20": sets(85, range(1, 52), range(40)),
+        },
+        quadrants=QUADRANTS,
+    )
+
+
+def test_table1_rows_are_each_recipes_final_checkpoint_with_flagged_degradations(tmp_path: Path) -> None:
+    table1 = build_report(two_recipe_run(tmp_path / "run"))["table1"]
+    full, lora = by(table1, recipe="full"), by(table1, recipe="lora")
+    assert full["checkpoint"] == "full/checkpoint-20" and full["id_accuracy_pct"] == 90.0
+    assert full["id_vs_best_pp"] is None and lora["id_vs_best_pp"] == -5.0
+    assert full["OOD^T-ID^I change_pp"] == -20.0
+    assert full["OOD^T-ID^I over 3 pp"] and full["OOD^T-ID^I forgetting"]
+    # OOD^T-OOD^I is the mean of mmmu (-3 pp) and vmcbench (0): -1.5 pp, within the margin.
+    assert full["OOD^T-OOD^I change_pp"] == -1.5 and not full["OOD^T-OOD^I over 3 pp"]
+    assert not full["all within 3 pp"]
+    assert lora["OOD^T-ID^I change_pp"] == 1.0 and lora["OOD^T-OOD^I change_pp"] == 0.0 and lora["all within 3 pp"]
+
+
+def test_table2_reports_zero_shot_to_final_per_id_dataset_and_quadrant(tmp_path: Path) -> None:
+    table2 = build_report(two_recipe_run(tmp_path / "run"))["table2"]
+    full = [row for row in table2 if row["recipe"] == "full"]
+    assert [row["column"] for row in full] == ["imagenet_vqa_val", "ID^T-OOD^I", "OOD^T-OOD^I"]
+    assert (full[0]["zero_shot_pct"], full[0]["final_pct"], full[0]["change_pp"]) == (60.0, 90.0, 30.0)
+    assert (full[2]["zero_shot_pct"], full[2]["final_pct"]) == (40.0, 38.5)
+
+
+CONTINUAL = {
+    "seq": {
+        "strategy": "seqfull",
+        "replay": None,
+        "tasks": ["a", "b", "c"],
+        "stages": ["seq/task-1-a", "seq/task-2-b", "seq/task-3-c"],
+        "tests": ["a_test", "b_test", "c_test"],
+    }
+}
+
+
+def test_table3_row_of_a_continual_sequence(tmp_path: Path) -> None:
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: {
+                "a_test": answers(range(4), 20),
+                "b_test": answers(range(5), 20),
+                "c_test": answers(range(6), 20),
+            },
+            "seq/task-1-a": {"a_test": answers(range(16), 20)},
+            "seq/task-2-b": {"a_test": answers(range(12), 20), "b_test": answers(range(18), 20)},
+            "seq/task-3-c": {
+                "a_test": answers(range(10), 20),
+                "b_test": answers(range(14), 20),
+                "c_test": answers(range(19), 20),
+            },
+        },
+        continual=CONTINUAL,
+    )
+    numbers = build_report(run)
+    seq = numbers["continual"]["seq"]
+    assert [[cell and cell["value"] for cell in row] for row in seq["matrix"]] == [
+        [80.0, None, None],
+        [60.0, 90.0, None],
+        [50.0, 70.0, 95.0],
+    ]
+    assert [cell["value"] for cell in seq["last"]] == [50.0, 70.0, 95.0]
+    assert [cell["value"] for cell in seq["average"]] == pytest.approx([80.0, 75.0, 71.6667], abs=1e-4)
+    assert seq["bwt"]["value"] == -25.0 and seq["bwt"]["high"] < 0
+    assert [cell["value"] for cell in seq["zero_shot"]] == [20.0, 25.0, 30.0]
+
+    out = write_report(run)
+    table3 = (out / "table3.csv").read_text().splitlines()
+    assert table3[1].startswith("zero-shot,") and table3[2].startswith("seq,seqfull,")
+    assert "| seq (seqfull) | 50.00 [" in (out / "report.md").read_text()
+
+
+def test_report_files_are_written_valid_and_identical_on_a_rerun(tmp_path: Path) -> None:
+    run = two_recipe_run(tmp_path / "run")
+    out = write_report(run)
+    assert out == run / "report"
+    names = {path.name for path in out.iterdir()}
+    assert {"report.md", "numbers.json", "fig2.png", "accuracies.csv", "changes.csv", "quadrants.csv"} <= names
+    assert {"table1.csv", "table2.csv"} <= names and not any(name.startswith(".") for name in names)
+    with Image.open(out / "fig2.png") as image:
+        assert image.format == "PNG" and image.size[0] > 600
+    markdown = (out / "report.md").read_text()
+    assert "![Fig. 2](fig2.png)" in markdown and "| full | full/checkpoint-20 | 90.00 [" in markdown
+    numbers = json.loads((out / "numbers.json").read_text())
+    accuracies = (out / "accuracies.csv").read_text().splitlines()
+    assert len(accuracies) == 1 + len(numbers["accuracies"]) == 1 + 4 * 5
+    assert accuracies[0].startswith("checkpoint,dataset,matcher,correct,total,accuracy_pct,")
+
+    again = write_report(run, tmp_path / "again")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == {
+        path.name: path.read_bytes() for path in again.iterdir()
+    }
+    assert summary(out).splitlines()[0] == f"run: {out / 'report.md'}"
+    assert "full/checkpoint-20 imagewikiqa: -20.00 [" in summary(out)
+
+
+def test_fig3_numbers_need_the_class_label_set_and_its_records(tmp_path: Path) -> None:
+    def classlabel(picks: str) -> list[dict]:
+        """20 questions with the truth A and the planted class name at C; `picks` is the model's answers."""
+        return [{"prompt": f"q{i}", "predict": pick, "label": "A\n"} for i, pick in enumerate(picks)]
+
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: {
+                "imagewikiqa": answers(range(10), 20),
+                "imagewikiqa_classlabel": classlabel("A" * 8 + "C" * 2 + "B" * 10),
+            },
+            "full/checkpoint-5": {
+                "imagewikiqa": answers(range(6), 20),
+                "imagewikiqa_classlabel": classlabel("A" + "C" * 19),
+            },
+        },
+    )
+    assert build_report(tmp_path / "run", data_dir=tmp_path)["fig3"][0].keys().isdisjoint({"mischoice_pct"})
+    atomic.write_jsonl(tmp_path / "imagewikiqa_classlabel.records.jsonl", [{"answer": "A", "class_option": "C"}] * 20)
+    rows = build_report(run, data_dir=tmp_path)["fig3"]
+    assert [row["state"] for row in rows] == [ZERO_SHOT, "full"]
+    assert [(row["accuracy_pct"], row["classlabel_accuracy_pct"], row["mischoice_pct"]) for row in rows] == [
+        (50.0, 40.0, 10.0),
+        (30.0, 5.0, 95.0),
+    ]
+    out = write_report(run, data_dir=tmp_path)
+    assert (out / "fig3.png").is_file() and "![Fig. 3](fig3.png)" in (out / "report.md").read_text()
+    no_classlabel = make_run(tmp_path / "plain", {ZERO_SHOT: {"imagewikiqa": answers(range(10), 20)}})
+    assert build_report(no_classlabel)["fig3"] == [] and not (write_report(no_classlabel) / "fig3.png").exists()
+
+
+def test_bad_input_is_a_one_line_error_saying_what_to_do(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", {ZERO_SHOT: {"set": answers(range(5), 10)}})
+    with pytest.raises(ForgetkitError, match="--id-dataset 'nope' was not evaluated"):
+        build_report(run, id_dataset="nope")
+    with pytest.raises(ForgetkitError, match="too few"):
+        build_report(run, resamples=10)
+    atomic.write_jsonl(RunDir(run).predictions(ZERO_SHOT, "set"), answers(range(7), 10))
+    with pytest.raises(ForgetkitError, match="stale .* run `forgetkit score"):
+        build_report(run)
+    (run / "scores.json").unlink()
+    with pytest.raises(ForgetkitError, match="scores.json does not exist; run `forgetkit score"):
+        build_report(run)
+    with pytest.raises(ForgetkitError, match="no predictions/ folder"):
+        build_report(tmp_path / "empty")
+
+
+def test_report_of_a_run_laid_out_by_the_demo_spec(tmp_path: Path) -> None:
+    """The real demo spec's run layout (prepare writes spec, quadrants and continual.json as launch does), with
+    prediction files written directly in the shapes LF and VLMEvalKit leave instead of training."""
+    study = load_study(REPO / "runs" / "demo.yaml")
+    run = RunDir(tmp_path / "run")
+    prepare(study, run)
+    checkpoints = {
+        ZERO_SHOT: 0,
+        "llm-full/checkpoint-15": 11,
+        "llm-full/checkpoint-30": 20,
+        "llm-lora/checkpoint-30": 3,
+    }
+    for checkpoint, right in checkpoints.items():
+        for dataset in study.eval.all_datasets:
+            if dataset.startswith("vlmeval:"):
+                rows = [
+                    {"predict": "B", "label": "B" if i < right % 6 else "C", "correct": i < right % 6} for i in range(6)
+                ]
+            else:
+                rows = answers(range(right), 48)
+            atomic.write_jsonl(run.predictions(checkpoint, dataset), rows)
+    for sequence in study.continual.sequences:
+        for index, task in enumerate(study.continual.tasks):
+            for seen in study.continual.tasks[: index + 1]:
+                rows = [
+                    {"prompt": "Is there a road?", "predict": "yes", "label": ("yes" if i < 5 + index else "no") + "\n"}
+                    for i in range(10)
+                ]
+                atomic.write_jsonl(
+                    run.predictions(stage_label(sequence, index, task), study.continual.test_set(seen)), rows
+                )
+    score_run(run)
+
+    out = write_report(run.root)
+    numbers = json.loads((out / "numbers.json").read_text())
+    assert (numbers["name"], numbers["model"], numbers["id_dataset"]) == ("demo", "tiny-qwen2.5-vl", "imagenet_vqa_val")
+    assert [(row["recipe"], row["checkpoint"]) for row in numbers["table1"]] == [
+        ("llm-full", "llm-full/checkpoint-30"),
+        ("llm-lora", "llm-lora/checkpoint-30"),
+    ]
+    assert numbers["table1"][0]["id_accuracy_pct"] == pytest.approx(100 * 20 / 48, abs=1e-4)
+    assert list(numbers["continual"]) == ["inclora", "seqfull-replay4"]
+    assert [cell["value"] for cell in numbers["continual"]["inclora"]["last"]] == [60.0, 60.0]
+    assert numbers["continual"]["inclora"]["bwt"]["value"] == 10.0
+    assert {"fig2.png", "cl-inclora.png", "cl-seqfull-replay4.png", "table3.csv"} <= {p.name for p in out.iterdir()}
