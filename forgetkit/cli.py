@@ -380,25 +380,145 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
 @app.command()
 def score(
     path: Annotated[
-        Path, typer.Argument(help="A predictions JSONL (LF generated_predictions.jsonl) or a run directory.")
+        Path,
+        typer.Argument(
+            help="A predictions file (LF generated_predictions.jsonl, a VLMEvalKit result .xlsx/.csv/.tsv, or any "
+            "JSON/JSONL with predict and label) or a run directory."
+        ),
     ],
-    matcher: Annotated[str, typer.Option(help="Answer matcher; 'letter' is the paper's Listing 1.")] = "letter",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    matcher: Annotated[
+        str,
+        typer.Option(
+            help="auto: each dataset's own (MLLM-CL sets their domain's, the rest letter); letter (Listing 1); "
+            "mllmcl-rs, mllmcl-ad, mllmcl-med, mllmcl-sci, mllmcl-fin (Listings 2-5); classlabel-mischoice "
+            "(rate of picking the class-name option; needs --sidecar)."
+        ),
+    ] = "auto",
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Leave malformed lines out and report how many, instead of stopping.")
+    ] = False,
+    sidecar: Annotated[
+        Path | None,
+        typer.Option(
+            help="Row-aligned JSONL with fields the matcher needs, e.g. DATA/imagewikiqa_classlabel.records.jsonl "
+            "for classlabel-mischoice or DATA/mllmcl_sci_test.meta.jsonl (files only)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (accuracy, correct, total, matcher) instead of a table.")
+    ] = False,
 ) -> None:
-    """Score predictions: accuracy of one file, or the checkpoint x dataset table of a run."""
+    """Score predictions: accuracy of one file, or the checkpoint x dataset table of a run (saved as scores.json).
+
+    Example: forgetkit score runs/out/demo/predictions/zero-shot/imagenet_vqa_val.jsonl --json
+    """
+    from forgetkit.matchers import AUTO, resolve
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run, score_file, score_run
 
     if path.is_dir():
+        if sidecar is not None:
+            raise ForgetkitError("--sidecar pairs with one predictions file, not a run directory")
         run = RunDir(path)
-        table = score_run(run, matcher)
+        table = score_run(run, matcher, skip_bad=skip_bad)
         typer.echo(json.dumps(table, indent=2) if as_json else format_run(run, table))
         return
-    result = score_file(path, matcher)
+    chosen = resolve(matcher, path.stem) if matcher == AUTO else matcher
+    result = score_file(path, chosen, skip_bad=skip_bad, sidecar=sidecar)
     if as_json:
         typer.echo(json.dumps(result.to_dict()))
-    else:
-        typer.echo(f"{path}: {result.accuracy * 100:.2f}% ({result.correct}/{result.total}, matcher {matcher})")
+        return
+    skipped = f", {result.skipped} malformed lines skipped" if result.skipped else ""
+    typer.echo(
+        f"{path}: {result.accuracy * 100:.2f}% ({result.correct:g}/{result.total}, matcher {result.matcher}{skipped})"
+    )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `forgetkit launch`.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the report (default RUN_DIR/report).")] = None,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for every 95 % interval.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    id_dataset: Annotated[
+        str | None, typer.Option(help="The in-distribution set of Table 1 (default: the first ID^T-ID^I set).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The data folder, where imagewikiqa_classlabel.records.jsonl is (for the mischoice rate)."),
+    ] = None,
+) -> None:
+    """Write the run's report: report.md (Tables 1-3 in the paper's shapes, quadrant means, every accuracy and
+    change vs zero-shot with a 95 % bootstrap interval, forgetting only when the interval lies below zero, the
+    continual Last / Average / backward transfer), numbers.json, CSVs, and Fig. 2, Fig. 3 and CL heatmaps as PNG.
+
+    Run `forgetkit score RUN_DIR` first if the run was not scored (launch scores it).
+    """
+    from forgetkit.report import summary, write_report
+
+    if not run_dir.is_dir():
+        raise ForgetkitError(f"run directory {run_dir} does not exist; pass the --run-dir given to launch")
+    written = write_report(run_dir, out, resamples=resamples, seed=seed, id_dataset=id_dataset, data_dir=data)
+    typer.echo(summary(written))
+
+
+@app.command()
+def probe(
+    base: Annotated[str, typer.Argument(help="The base model: a registry name (see render-config) or a folder.")],
+    checkpoint: Annotated[Path, typer.Argument(help="A fine-tuned checkpoint folder: a full model or a LoRA adapter.")],
+    data: Annotated[Path, typer.Option(help="Data folder with dataset_info.json (made by build-data).")],
+    dataset: Annotated[str, typer.Option(help="Held-out prompts that are not multiple choice, e.g. captions.")],
+    template: Annotated[
+        str | None, typer.Option(help="LF chat template; needed when BASE is a folder or hub id, not a registry name.")
+    ] = None,
+    checkpoint_base: Annotated[
+        Path | None, typer.Option(help="The model a LoRA checkpoint was trained on, if not BASE (IncLoRA).")
+    ] = None,
+    answer_tokens: Annotated[
+        str, typer.Option(help="The fine-tuning task's answers, comma-separated (their first tokens count).")
+    ] = "A,B,C,D",
+    positions: Annotated[
+        int, typer.Option(min=1, help="Also average the KL over the first K reference-answer tokens fed in.")
+    ] = 1,
+    batch_size: Annotated[int, typer.Option(min=1)] = 8,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    bf16: Annotated[bool, typer.Option("--bf16", help="Run both models in bfloat16.")] = False,
+    image_max_pixels: Annotated[int, typer.Option(help="LF's image pixel limit, as in training.")] = 262144,
+    cutoff_len: Annotated[int, typer.Option(help="LF's cutoff length.")] = 2048,
+    output: Annotated[Path | None, typer.Option(help="Write every number (and per prompt) as JSON here.")] = None,
+) -> None:
+    """Drift of a checkpoint from its base on held-out non-MCQ prompts, from one forward pass per prompt:
+    KL(base || checkpoint) of the next-token distribution, and the probability mass moved onto the task's answer
+    tokens (a model tuned on letter answers starting captions with a letter).
+
+    Example: forgetkit probe tiny-qwen2.5-vl run/checkpoints/llm-full/checkpoint-30 --data data --dataset
+    shape_captions
+    """
+    from forgetkit.models import resolve_model
+    from forgetkit.stages.probe import probe as run_probe
+
+    model = resolve_model(base, template)
+    result = run_probe(
+        model.path,
+        checkpoint,
+        data,
+        dataset,
+        model.template,
+        image_max_pixels=image_max_pixels,
+        cutoff_len=cutoff_len,
+        bf16=bf16,
+        device=device,
+        batch_size=batch_size,
+        answer_tokens=tuple(token.strip() for token in answer_tokens.split(",") if token.strip()),
+        positions=positions,
+        checkpoint_base=checkpoint_base,
+        output=output,
+    )
+    typer.echo(
+        f"{checkpoint} on {dataset} ({result['rows']} prompts): KL {result['kl']:.4f} nats, answer-token mass "
+        f"{result['answer_mass_base']:.4f} -> {result['answer_mass_checkpoint']:.4f}, "
+        f"top-token agreement {result['top_token_agreement'] * 100:.1f}%"
+    )
 
 
 @app.command()

@@ -13,7 +13,7 @@ from forgetkit.cli import app, main
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("verb", [None, "build-data", "render-config", "launch", "score", "demo"])
+@pytest.mark.parametrize("verb", [None, "build-data", "render-config", "launch", "score", "report", "probe", "demo"])
 def test_every_verb_has_help(verb: str | None) -> None:
     result = runner.invoke(app, [verb, "--help"] if verb else ["--help"], prog_name="forgetkit")
     assert result.exit_code == 0
@@ -117,6 +117,48 @@ def test_score_json_reports_accuracy(
     code, out, _ = run_main(monkeypatch, capsys, "score", str(path), "--matcher", "letter", "--json")
     assert code == 0
     assert json.loads(out) == {"accuracy": 0.5, "correct": 1, "total": 2, "matcher": "letter"}
+
+
+def test_score_skips_malformed_lines_when_asked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    path = tmp_path / "generated_predictions.jsonl"
+    path.write_text('{"predict": "A", "label": "A"}\nnot json\n{"predict": "B", "label": "C"}\n')
+    code, _, err = run_main(monkeypatch, capsys, "score", str(path))
+    assert code == 2 and f"{path}:2" in err
+    code, out, _ = run_main(monkeypatch, capsys, "score", str(path), "--skip-bad", "--json")
+    assert code == 0 and json.loads(out) == {
+        "accuracy": 0.5,
+        "correct": 1,
+        "total": 2,
+        "matcher": "letter",
+        "skipped": 1,
+    }
+
+
+def test_report_writes_the_run_report_and_prints_its_summary(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from test_report import two_recipe_run
+
+    run = two_recipe_run(tmp_path / "run")
+    code, out, _ = run_main(monkeypatch, capsys, "report", str(run), "--resamples", "200")
+    assert code == 0 and "Table 1" in out and str(run / "report" / "report.md") in out
+    assert (run / "report" / "fig2.png").is_file() and (run / "report" / "numbers.json").is_file()
+
+
+def test_probe_of_a_model_against_itself_reports_no_drift(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from forgetkit.testing.captions import write_caption_set
+    from forgetkit.testing.tiny_model import tiny_model_dir
+
+    write_caption_set(tmp_path / "data")
+    args = ["probe", "tiny-qwen2.5-vl", str(tiny_model_dir()), "--data", str(tmp_path / "data")]
+    args += ["--dataset", "shape_captions", "--image-max-pixels", "4096", "--output", str(tmp_path / "probe.json")]
+    code, out, _ = run_main(monkeypatch, capsys, *args)
+    assert code == 0 and "KL 0.0000 nats" in out and "top-token agreement 100.0%" in out
+    assert json.loads((tmp_path / "probe.json").read_text())["kl"] == 0
 
 
 def test_spec_errors_name_the_key(
