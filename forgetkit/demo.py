@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -10,12 +11,15 @@ from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.resources import bundled
 from forgetkit.study import launch, load_study
+from forgetkit.testing.captions import write_caption_set
 from forgetkit.testing.demo_sources import DOMAINS, write_imagewikiqa, write_mllm_cl, write_ood_image_folder
 from forgetkit.testing.synthetic import make_image_folder
 from forgetkit.testing.vlmeval_data import TINY_MMMU, write_mmmu_tsv
 
 SPLITS = {"train": 16, "val": 4}
 REPLAY = 4
+CAPTIONS = "shape_captions"
+"""Held-out caption prompts the drift probe measures every checkpoint on."""
 """Rows of each earlier MLLM-CL domain replayed in a later one's training set (the paper: 20)."""
 
 
@@ -82,6 +86,8 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
             build(builder, options)
     if not (data / "lmudata" / f"{TINY_MMMU}.tsv").is_file():
         write_mmmu_tsv(data / "lmudata")
+    if CAPTIONS not in json.loads((data / "dataset_info.json").read_text(encoding="utf-8")):
+        write_caption_set(data, CAPTIONS)
     return data
 
 

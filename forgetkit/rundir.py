@@ -9,6 +9,7 @@ Layout (stages talk only through these files, so any stage can be rerun alone):
   checkpoints/<sequence>/task-<n>-<task>[-merged]/   continual learning: each task's training (and its merge)
   continual.json                 each continual sequence's stages and task test sets
   predictions/<checkpoint>/<dataset>.jsonl   LF's generated_predictions.jsonl, one per eval
+  probes/<checkpoint>.json       drift of each checkpoint from the base on held-out prompts (eval.probe)
   scores.json                    accuracy of every checkpoint x dataset
   versions.json                  Python and package versions (forgetkit, LF, transformers, torch, vlmeval...)
   state.json entries also keep each stage's command line
@@ -104,6 +105,10 @@ class RunDir:
 
     def predictions(self, checkpoint: str, dataset: str) -> Path:
         return self.root / "predictions" / checkpoint / f"{dataset}.jsonl"
+
+    def probe(self, checkpoint: str) -> Path:
+        """The drift probe of a checkpoint against the base model (`forgetkit.stages.probe`)."""
+        return self.root / "probes" / f"{checkpoint}.json"
 
     def scratch(self, stage: str) -> Path:
         return self.root / "scratch" / stage_slug(stage)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import ModelSpec
+from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.recipes import Recipe
 from forgetkit.render import DataSpec, render_export, render_predict, render_train
-from forgetkit.rundir import RunDir, config_hash
+from forgetkit.rundir import ZERO_SHOT, RunDir, config_hash
 from forgetkit.stages import llamafactory
 from forgetkit.stages.predict import predict
 from forgetkit.stages.train import train
@@ -129,7 +129,51 @@ def eval_steps(
                 partial(predict, run, stage, text, scratch, target),
             )
         )
+    if study.eval.probe and checkpoint != ZERO_SHOT:
+        steps.append(_probe_step(study, run, model_path, template, checkpoint, adapter))
     return [replace(step, after=after) for step in steps]
+
+
+def _probe_step(
+    study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None
+) -> Step:
+    """Drift of the checkpoint (a full model, or an adapter on `model_path`) from the study's base model."""
+    from forgetkit.stages.probe import probe
+
+    base = resolve_model(study.model, study.template).path
+    settings = {
+        "base": base,
+        "checkpoint": str(adapter or model_path),
+        "checkpoint_base": model_path if adapter else None,
+        "dataset_dir": study.data.dataset_dir,
+        "dataset": study.eval.probe,
+        "template": template,
+        "image_max_pixels": study.data.image_max_pixels,
+        "cutoff_len": study.data.cutoff_len,
+        "bf16": study.hardware.bf16,
+        "device": study.hardware.device,
+        "batch_size": study.eval.batch_size,
+    }
+    stage = f"probe {checkpoint}"
+    target = run.probe(checkpoint)
+    digest = config_hash(json.dumps(settings, sort_keys=True))
+    action = partial(
+        probe,
+        settings["base"],
+        settings["checkpoint"],
+        settings["dataset_dir"],
+        settings["dataset"],
+        template,
+        image_max_pixels=settings["image_max_pixels"],
+        cutoff_len=settings["cutoff_len"],
+        bf16=settings["bf16"],
+        device=settings["device"],
+        batch_size=settings["batch_size"],
+        checkpoint_base=settings["checkpoint_base"],
+        output=target,
+    )
+    command = f"forgetkit probe {base} {settings['checkpoint']} --dataset {study.eval.probe} (in process)"
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
 
 
 def generation_backend(study: Study) -> str:

@@ -44,6 +44,8 @@ class EvalSpec:
     quadrants: dict[str, tuple[str, ...]] = field(default_factory=dict)
     batch_size: int = 8
     max_new_tokens: int = 16
+    probe: str | None = None
+    """A held-out non-MCQ dataset (e.g. captions): every checkpoint's drift from the base is measured on it."""
     backend: str = "auto"
     """Generation engine: `huggingface` (LF prediction via `llamafactory-cli`), `vllm` (LF's vLLM engine), or
     `auto`: vLLM when it is installed and the study runs on cuda."""

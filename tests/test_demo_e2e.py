@@ -88,6 +88,15 @@ def test_demo_scores_zero_shot_and_every_checkpoint_on_every_quadrant(demo: tupl
     assert json.loads(run.scores_path.read_text()) == table
 
 
+def test_every_checkpoint_is_probed_for_drift_from_the_base(demo: tuple[Path, dict, dict]) -> None:
+    workdir, table, _ = demo
+    run = RunDir(workdir / "run")
+    assert not run.probe("zero-shot").exists()
+    for checkpoint in (name for name in table if name != "zero-shot"):
+        probe = json.loads(run.probe(checkpoint).read_text())
+        assert probe["rows"] == 24 and probe["kl"] >= 0 and 0 <= probe["answer_mass_checkpoint"] <= 1
+
+
 def test_the_ood_text_ood_image_quadrant_is_judged_by_vlmevalkit(demo: tuple[Path, dict, dict]) -> None:
     workdir, table, _ = demo
     run = RunDir(workdir / "run")
