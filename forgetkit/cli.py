@@ -525,18 +525,22 @@ def probe(
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo's images, data and run go.")] = Path("forgetkit-demo"),
 ) -> None:
-    """Run the whole pipeline offline on CPU in a few minutes and print its score table.
+    """Run the whole pipeline offline on CPU in about ten minutes; print its score table and write its report.
 
-    A tiny random-weight Qwen2.5-VL, drawn shape images, CLIP distractors from random weights, real
-    LLaMA-Factory training and prediction. Rerun with the same --workdir to continue an interrupted demo.
+    A tiny random-weight Qwen2.5-VL, drawn images for every quadrant, CLIP distractors from random weights,
+    real LLaMA-Factory training (two recipes and a 2-task continual run), prediction, LoRA merges and
+    VLMEvalKit, then `forgetkit report`. Rerun with the same --workdir to continue an interrupted demo.
     """
     from forgetkit.demo import run_demo
+    from forgetkit.report import summary, write_report
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run
 
     table = run_demo(workdir)
-    typer.echo(f"\nrun directory: {workdir / 'run'}\n")
-    typer.echo(format_run(RunDir(workdir / "run"), table))
+    run = workdir / "run"
+    typer.echo(f"\nrun directory: {run}\n")
+    typer.echo(format_run(RunDir(run), table))
+    typer.echo("\n" + summary(write_report(run, data_dir=workdir / "data")))
 
 
 def main() -> None:
