@@ -8,7 +8,7 @@ import yaml
 from transformers import AutoTokenizer
 
 from forgetkit.clip_encoder import ClipSpec
-from forgetkit.demo import build_demo_data
+from forgetkit.demo import CAPTIONS, build_demo_data
 from forgetkit.records import CLASSIFICATION_QUESTION
 from forgetkit.resources import bundled
 from forgetkit.study import load_study
@@ -50,6 +50,7 @@ def test_every_dataset_the_demo_spec_names_is_built(data: Path) -> None:
     spec = demo_spec()
     info = json.loads((data / "dataset_info.json").read_text())
     named = [name for names in spec["eval"]["quadrants"].values() for name in names] + spec["data"]["train"]
+    named.append(spec["eval"]["probe"])
     continual = load_study(bundled("runs/demo.yaml")).continual
     named += list(continual.test_sets)
     for sequence in continual.sequences.values():
@@ -65,7 +66,8 @@ def test_every_dataset_the_demo_spec_names_is_built(data: Path) -> None:
 
 def test_each_dataset_has_its_rows_and_every_image_resolves_against_the_data_folder(data: Path) -> None:
     info = json.loads((data / "dataset_info.json").read_text())
-    assert set(info) == set(ROWS)
+    assert set(info) == set(ROWS) | {CAPTIONS}
+    assert all((data / row["images"][0]).is_file() for row in lf_rows(data, CAPTIONS))
     for dataset, count in ROWS.items():
         rows = lf_rows(data, dataset)
         assert len(rows) == count == json.loads((data / f"{dataset}.manifest.json").read_text())["counts"]["records"]
