@@ -24,6 +24,9 @@ Point = tuple[float, Mapping[str, float]]
 """(ID accuracy %, {quadrant: mean accuracy %}) of one checkpoint."""
 Bar = tuple[float, float, float]
 """(value %, interval low %, interval high %)."""
+ProbePoint = tuple[float, float, Mapping[str, Bar]]
+"""(KL in nats, answer-token mass shift in pp, {quadrant: Δ vs zero-shot in pp with its interval}) of one
+checkpoint."""
 
 LEGEND_COLUMNS = 4
 CLASSLABEL_BARS = ("accuracy", "accuracy with class-label distractor", "mischoice on class name")
@@ -115,6 +118,43 @@ def continual_heatmap(path: Path, title: str, tasks: Sequence[str], matrix: Sequ
     ax.set_xlabel("test set")
     ax.set_title(title)
     figure.colorbar(image, ax=ax, label="accuracy (%)")
+    _save(figure, path)
+
+
+def drift_probe(path: Path, series: Mapping[str, Sequence[ProbePoint]], quadrants: Sequence[str]) -> None:
+    """Whether drift from the base predicts forgetting: one row of panels per quadrant, x the KL divergence
+    (left) or the answer-token mass shift (right), y the quadrant's change vs zero-shot with its 95 % interval
+    as error bars; one marker per checkpoint, one colour per recipe or continual sequence (the legend names those
+    with a change measured). A dashed line marks no change."""
+    named = [name for name, points in series.items() if any(q in point[2] for point in points for q in quadrants)]
+    legend_rows = math.ceil(len(named) / LEGEND_COLUMNS)
+    height = 4.2 * len(quadrants) + 0.25 * legend_rows
+    figure = Figure(figsize=(10, height))
+    bottom = (0.6 + 0.25 * legend_rows) / height
+    figure.subplots_adjust(left=0.08, right=0.98, bottom=bottom, top=1 - 0.4 / height, wspace=0.2, hspace=0.35)
+    axes = figure.subplots(len(quadrants), 2, squeeze=False)
+    colors = dict(zip(series, _colors(len(series))))
+    columns = (("KL(base ‖ checkpoint) (nats)", 0), ("answer-token mass shift (pp)", 1))
+    for quadrant, row in zip(quadrants, axes):
+        for (label, measure), ax in zip(columns, row):
+            ax.set_title(f"Δ {quadrant_title(quadrant)} vs drift")
+            ax.set_xlabel(label)
+            ax.set_ylabel("Δ vs zero-shot (pp)")
+            ax.grid(alpha=0.3)
+            ax.axhline(0, color="gray", linewidth=0.8, linestyle="--")
+            drawn = False
+            for name, points in series.items():
+                at = [(point[measure], point[2][quadrant]) for point in points if quadrant in point[2]]
+                if not at:
+                    continue
+                errors = [[value - low for _, (value, low, _) in at], [high - value for _, (value, _, high) in at]]
+                ys = [value for _, (value, _, _) in at]
+                ax.errorbar([x for x, _ in at], ys, yerr=errors, fmt="o", markersize=4, capsize=3, color=colors[name])
+                drawn = True
+            if not drawn:
+                ax.text(0.5, 0.5, "not evaluated", ha="center", va="center", transform=ax.transAxes, color="gray")
+    handles = [Line2D([], [], marker="o", markersize=4, color=colors[name], linestyle="none") for name in named]
+    figure.legend(handles, named, loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
     _save(figure, path)
 
 

@@ -11,6 +11,8 @@ percentile bootstraps over items:
 - A quadrant's mean (PROTOCOL.md §2), a continual Average and backward transfer average their datasets'
   replicates, so all datasets are resampled jointly and each dataset's own interval uses the same draws.
 - A Δ is called forgetting only when its whole interval lies below zero.
+Where launch probed the checkpoints' drift from the base (RUN/probes/, `forgetkit.stages.probe`), each
+checkpoint's KL and answer-token mass shift stand next to its OOD quadrant Δs, with their rank correlation.
 Every quantity draws from its own seed (the report seed and the quantity's name), so adding a checkpoint to a
 run does not move the intervals of the others.
 """
@@ -53,6 +55,11 @@ JUDGED = "vlmevalkit"
 Cell = TypeVar("Cell")
 Value = TypeVar("Value")
 _RECIPE_CHECKPOINT = re.compile(r"^(?P<recipe>.+)/checkpoint-\d+$")
+PROBE_SUMMARY = ("kl", "answer_mass_base", "answer_mass_checkpoint", "answer_mass_shift", "top_token_agreement")
+"""The means `forgetkit.stages.probe.probe` writes into RUN/probes/<checkpoint>.json, all needed by the report."""
+PROBE_MEASURES = ("kl_nats", "answer_mass_shift_pp")
+"""The drift measures ranked against each OOD quadrant's Δ."""
+MIN_RANKED = 3
 
 
 @dataclass(frozen=True)
@@ -241,6 +248,8 @@ def build_report(
             recipes.setdefault(match["recipe"], []).append(checkpoint)
     spec = _spec(run)
     final = {recipe: steps[-1] for recipe, steps in recipes.items()}
+    quadrant_rows = _quadrants(stats, checkpoints, quadrants)
+    probe_rows = _probe_rows(read_probes(run), quadrant_rows, checkpoints)
     return {
         "name": spec.get("name", run.root.name),
         "model": spec.get("model"),
@@ -251,11 +260,13 @@ def build_report(
         "recipes": recipes,
         "accuracies": _accuracies(stats),
         "changes": _changes(stats),
-        "quadrants": _quadrants(stats, checkpoints, quadrants),
+        "quadrants": quadrant_rows,
         "table1": _table1(stats, final, quadrants, id_dataset),
         "table2": _table2(stats, final, quadrants, str(spec.get("model") or "")),
         "continual": _continual(stats, run.continual()),
         "fig3": _fig3(stats, final, run, data_dir),
+        "probe": probe_rows,
+        "probe_spearman": _probe_spearman(probe_rows),
     }
 
 
@@ -487,6 +498,78 @@ def _fig3(stats: Stats, final: Mapping[str, str], run: RunDir, data_dir: Path | 
     return rows
 
 
+def read_probes(run: RunDir) -> dict[str, dict]:
+    """checkpoint -> the summary of its drift probe, from every RUN/probes/<checkpoint>.json (none: empty)."""
+    folder = run.root / "probes"
+    if not folder.is_dir():
+        return {}
+    fix = "delete it and rerun `forgetkit launch` to probe that checkpoint again"
+    found = {}
+    for path in sorted(folder.rglob("*.json")):
+        summary = read_json(path, dict, fix)
+        missing = [key for key in PROBE_SUMMARY if not _is_finite(summary.get(key))]
+        if missing:
+            raise ForgetkitError(f"{path} is not a drift probe (no finite number for {', '.join(missing)}); {fix}")
+        found[path.relative_to(folder).with_suffix("").as_posix()] = summary
+    return found
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _probe_rows(probes: Mapping[str, dict], quadrant_rows: list[dict], checkpoints: list[str]) -> list[dict]:
+    """Per probed checkpoint (in the report's checkpoint order, then probes without predictions by name): its
+    drift from the base (answer-token mass and agreement in %, the shift in pp) and its Δ vs zero-shot on each
+    OOD quadrant of Table 1. `series` is the recipe or continual sequence it belongs to (the figure's colour)."""
+    changes = {(row["checkpoint"], row["quadrant"]): row for row in quadrant_rows}
+    order = {checkpoint: index for index, checkpoint in enumerate(checkpoints)}
+    rows = []
+    for checkpoint in sorted(probes, key=lambda c: (c not in order, order.get(c, 0), c)):
+        summary = probes[checkpoint]
+        row: dict[str, Any] = {
+            "checkpoint": checkpoint,
+            "series": checkpoint.rpartition("/")[0] or checkpoint,
+            "dataset": summary.get("dataset"),
+            "prompts": summary.get("rows"),
+            "answer_tokens": summary.get("answer_tokens"),
+            "kl_nats": summary["kl"],
+            "answer_mass_base_pct": round(summary["answer_mass_base"] * 100, 4),
+            "answer_mass_checkpoint_pct": round(summary["answer_mass_checkpoint"] * 100, 4),
+            "answer_mass_shift_pp": round(summary["answer_mass_shift"] * 100, 4),
+            "top_token_agreement_pct": round(summary["top_token_agreement"] * 100, 4),
+        }
+        for quadrant in TABLE1_QUADRANTS:
+            change = Interval.read(changes.get((checkpoint, quadrant), {}), "change", "pp")
+            row |= change.fields(f"{quadrant} change", "pp") if change else _empty_fields(f"{quadrant} change", "pp")
+            row[f"{quadrant} forgetting"] = change.forgetting if change else None
+        rows.append(row)
+    return rows
+
+
+def _probe_spearman(rows: list[dict]) -> list[dict]:
+    """Spearman's rank correlation of each drift measure with each OOD quadrant's Δ over the checkpoints that
+    have both, where there are at least `MIN_RANKED`: descriptive only (None where either side is constant).
+    scipy.stats is imported only here: it takes about a second, which reports without probes need not spend."""
+    if len(rows) < MIN_RANKED:
+        return []
+    from scipy.stats import spearmanr
+
+    result = []
+    for measure in PROBE_MEASURES:
+        for quadrant in TABLE1_QUADRANTS:
+            pairs = [
+                (row[measure], row[f"{quadrant} change_pp"]) for row in rows if row[f"{quadrant} change_pp"] is not None
+            ]
+            if len(pairs) < MIN_RANKED:
+                continue
+            xs, ys = zip(*pairs)
+            varied = len(set(xs)) > 1 and len(set(ys)) > 1
+            rho = round(float(spearmanr(xs, ys).statistic), 4) if varied else None
+            result.append({"measure": measure, "quadrant": quadrant, "checkpoints": len(pairs), "spearman_rho": rho})
+    return result
+
+
 def write_report(
     run_dir: Path,
     out_dir: Path | None = None,
@@ -578,11 +661,23 @@ def _figures(numbers: dict, out: Path) -> dict[str, Any]:
         continual[name] = file
     if continual:
         figures["continual"] = continual
+    series: dict[str, list[plots.ProbePoint]] = {}
+    for row in numbers["probe"]:
+        deltas = {
+            quadrant: (interval.value, interval.low, interval.high)
+            for quadrant in TABLE1_QUADRANTS
+            if (interval := Interval.read(row, f"{quadrant} change", "pp"))
+        }
+        series.setdefault(row["series"], []).append((row["kl_nats"], row["answer_mass_shift_pp"], deltas))
+    if any(deltas for points in series.values() for _, _, deltas in points):
+        plots.drift_probe(out / "probe.png", series, TABLE1_QUADRANTS)
+        figures["probe"] = "probe.png"
     return figures
 
 
 def _csv_tables(numbers: dict) -> dict[str, list[dict]]:
-    tables = {name: numbers[name] for name in ("accuracies", "changes", "quadrants", "table1", "table2", "fig3")}
+    names = ("accuracies", "changes", "quadrants", "table1", "table2", "fig3", "probe", "probe_spearman")
+    tables = {name: numbers[name] for name in names}
     matrix, table3 = [], []
     for name, sequence in numbers["continual"].items():
         for stage, row in zip(sequence["stages"], sequence["matrix"]):
@@ -744,6 +839,8 @@ def _markdown(numbers: dict) -> str:
                 "written next to the data by `forgetkit build-data imagewikiqa-classlabel`; give its folder."
             )
         parts.append(text)
+    if numbers["probe"]:
+        parts.append(_probe_markdown(numbers))
     if numbers["quadrants"]:
         parts.append("## Quadrant means per checkpoint (PROTOCOL.md §2)\n\n" + _md_table(*_quadrant_cells(numbers)))
     parts.append(
@@ -767,6 +864,54 @@ def _markdown(numbers: dict) -> str:
             rows = [[f"after {task}", *map(_cell, row)] for task, row in zip(sequence["tasks"], sequence["matrix"])]
             parts.append(f"### {name}\n\n{_md_table(header, rows)}\n\n![{name}]({figures['continual'][name]})")
     return "\n\n".join(parts) + "\n"
+
+
+def _probe_markdown(numbers: dict) -> str:
+    rows = numbers["probe"]
+    datasets = ", ".join(f"`{d}`" for d in dict.fromkeys(str(row["dataset"]) for row in rows))
+    prompts = "/".join(dict.fromkeys(str(row["prompts"]) for row in rows))
+    tokens = "/".join(dict.fromkeys(", ".join(map(str, row["answer_tokens"] or [])) or "-" for row in rows))
+    header = ["checkpoint", "KL (nats)", "answer-token mass % base → checkpoint (shift pp)", "top-token agreement %"]
+    header += [f"Δ {quadrant} (pp)" for quadrant in TABLE1_QUADRANTS]
+    cells = [
+        [
+            row["checkpoint"],
+            f"{row['kl_nats']:.4g}",
+            f"{row['answer_mass_base_pct']:.2f} → {row['answer_mass_checkpoint_pct']:.2f} "
+            f"({row['answer_mass_shift_pp']:+.2f})",
+            f"{row['top_token_agreement_pct']:.1f}",
+            *(_change_cell(row, f"{quadrant} change", flag=True) for quadrant in TABLE1_QUADRANTS),
+        ]
+        for row in rows
+    ]
+    text = (
+        "## Drift probe: does moving away from the base model predict forgetting?\n\n"
+        "Each checkpoint's next-token distribution against the base model's at the first answer position of "
+        f"{prompts} held-out prompts of {datasets} that are not multiple choice (`forgetkit probe`): KL(base ‖ "
+        f"checkpoint) averaged over the prompts, the probability both models put on the answer tokens ({tokens}) "
+        "and its shift, and how often their most likely tokens agree. Δ: the checkpoint's change vs zero-shot "
+        "on the quadrant's mean.\n\n" + _md_table(header, cells)
+    )
+    if "probe" in numbers["figures"]:
+        text += f"\n\n![Drift probe]({numbers['figures']['probe']})"
+    else:
+        text += "\n\nThe figure needs OOD quadrant Δs: the spec's eval.quadrants and zero-shot predictions."
+    if numbers["probe_spearman"]:
+        names = {"kl_nats": "KL", "answer_mass_shift_pp": "answer-token mass shift"}
+        lines = [
+            f"- {names[row['measure']]} vs Δ {row['quadrant']}: ρ = "
+            + ("undefined (one side is constant)" if row["spearman_rho"] is None else f"{row['spearman_rho']:+.2f}")
+            + f" over {row['checkpoints']} checkpoints"
+            for row in numbers["probe_spearman"]
+        ]
+        text += (
+            "\n\nSpearman rank correlation over the checkpoints with both numbers; a negative ρ means the checkpoints "
+            "that drifted further lost more. Descriptive only: checkpoints of one recipe are not independent "
+            "samples, and it ignores the Δs' intervals.\n\n" + "\n".join(lines)
+        )
+    else:
+        text += f"\n\nRank correlations need at least {MIN_RANKED} probed checkpoints with an OOD quadrant Δ."
+    return text
 
 
 def _quadrant_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from forgetkit.plots import classlabel_bars, continual_heatmap, forgetting_curves, quadrant_title
+from forgetkit.plots import classlabel_bars, continual_heatmap, drift_probe, forgetting_curves, quadrant_title
 
 ZERO_SHOT = (80.11, {"ID^T-ID^I": 77.7, "ID^T-OOD^I": 86.8, "OOD^T-ID^I": 53.35, "OOD^T-OOD^I": 61.82})
 CURVES = {
@@ -63,3 +63,19 @@ def test_continual_heatmap_leaves_unseen_tasks_blank(tmp_path: Path) -> None:
 
 def test_quadrant_names_render_with_superscripts() -> None:
     assert quadrant_title("OOD^T-ID^I") == "OOD$^{T}$-ID$^{I}$"
+
+
+def test_drift_probe_panels_and_the_same_numbers_give_the_same_bytes(tmp_path: Path) -> None:
+    series = {
+        "llm-full": [
+            (0.1, 4.0, {"OOD^T-ID^I": (-5.0, -9.0, -1.0)}),
+            (0.5, 39.0, {"OOD^T-ID^I": (-20.0, -26.0, -14.0)}),
+        ],
+        "inclora": [(0.05, 1.0, {"OOD^T-ID^I": (1.0, -2.0, 4.0), "OOD^T-OOD^I": (0.0, -3.0, 3.0)})],
+    }
+    drift_probe(tmp_path / "a.png", series, ["OOD^T-ID^I", "OOD^T-OOD^I"])
+    drift_probe(tmp_path / "b.png", series, ["OOD^T-ID^I", "OOD^T-OOD^I"])
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    assert pixels(tmp_path / "a.png").shape == (1038, 1200, 3), "10 x 8.65 inches (two rows, one legend row)"
+    drift_probe(tmp_path / "one.png", series, ["OOD^T-ID^I"])
+    assert pixels(tmp_path / "one.png").shape[0] < 600, "one quadrant, one row of panels"

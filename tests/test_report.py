@@ -352,3 +352,92 @@ def test_report_of_a_run_laid_out_by_the_demo_spec(tmp_path: Path) -> None:
     assert [cell["value"] for cell in numbers["continual"]["inclora"]["last"]] == [60.0, 60.0]
     assert numbers["continual"]["inclora"]["bwt"]["value"] == 10.0
     assert {"fig2.png", "cl-inclora.png", "cl-seqfull-replay4.png", "table3.csv"} <= {p.name for p in out.iterdir()}
+
+
+def write_probe(run: Path, checkpoint: str, kl: float, letters_before: float, letters_after: float) -> None:
+    """RUN/probes/<checkpoint>.json in the shape `forgetkit.stages.probe.probe` writes (per-prompt rows cut)."""
+    summary = {
+        "base": "models/base",
+        "checkpoint": f"checkpoints/{checkpoint}",
+        "adapter": False,
+        "dataset": "captions",
+        "rows": 16,
+        "answer_tokens": ["A", "B", "C", "D"],
+        "positions": 1,
+        "kl": kl,
+        "answer_mass_base": letters_before,
+        "answer_mass_checkpoint": letters_after,
+        "answer_mass_shift": letters_after - letters_before,
+        "top_token_agreement": 0.75,
+        "per_prompt": [],
+    }
+    atomic.write_json(RunDir(run).probe(checkpoint), summary)
+
+
+def probed_run(root: Path) -> Path:
+    """`two_recipe_run` with every fine-tuned checkpoint probed: the one that forgets most drifted furthest."""
+    run = two_recipe_run(root)
+    write_probe(run, "full/checkpoint-10", 0.1, 0.01, 0.05)
+    write_probe(run, "full/checkpoint-20", 0.5, 0.01, 0.40)
+    write_probe(run, "lora/checkpoint-20", 0.05, 0.01, 0.02)
+    return run
+
+
+def test_probed_checkpoints_stand_next_to_their_ood_changes_with_a_rank_correlation(tmp_path: Path) -> None:
+    out = write_report(probed_run(tmp_path / "run"))
+    numbers = json.loads((out / "numbers.json").read_text())
+    rows = numbers["probe"]
+    assert [(row["checkpoint"], row["series"]) for row in rows] == [
+        ("full/checkpoint-10", "full"),
+        ("full/checkpoint-20", "full"),
+        ("lora/checkpoint-20", "lora"),
+    ]
+    full = rows[1]
+    assert (full["kl_nats"], full["answer_mass_base_pct"], full["answer_mass_checkpoint_pct"]) == (0.5, 1.0, 40.0)
+    assert (full["answer_mass_shift_pp"], full["top_token_agreement_pct"]) == (39.0, 75.0)
+    quadrant = by(numbers["quadrants"], checkpoint="full/checkpoint-20", quadrant="OOD^T-ID^I")
+    assert full["OOD^T-ID^I change_pp"] == quadrant["change_pp"] == -20.0 and full["OOD^T-ID^I forgetting"]
+    assert [row["OOD^T-OOD^I change_pp"] for row in rows] == [0.0, -1.5, 0.0]
+    # KL ranks 2, 3, 1 against OOD^T-ID^I changes of -5, -20, +1 pp: perfectly reversed.
+    kl = {row["quadrant"]: row["spearman_rho"] for row in numbers["probe_spearman"] if row["measure"] == "kl_nats"}
+    assert kl == {"OOD^T-ID^I": -1.0, "OOD^T-OOD^I": pytest.approx(-0.866, abs=1e-4)}
+
+    probe_csv = (out / "probe.csv").read_text().splitlines()
+    assert probe_csv[0].startswith("checkpoint,series,dataset,prompts,answer_tokens,kl_nats,answer_mass_base_pct,")
+    assert probe_csv[2].startswith("full/checkpoint-20,full,captions,16,A;B;C;D,0.5,1.0,40.0,39.0,75.0,-20.0,")
+    assert "probe_spearman.csv" in numbers["csv"]
+    markdown = (out / "report.md").read_text()
+    assert "## Drift probe" in markdown and "![Drift probe](probe.png)" in markdown
+    assert "| full/checkpoint-20 | 0.5 | 1.00 → 40.00 (+39.00) | 75.0 | -20.00 [" in markdown
+    assert "- KL vs Δ OOD^T-ID^I: ρ = -1.00 over 3 checkpoints" in markdown and "Descriptive only" in markdown
+    with Image.open(out / "probe.png") as image:
+        assert image.format == "PNG" and image.size[0] > 600
+
+    again = write_report(tmp_path / "run", tmp_path / "again")
+    assert (out / "probe.png").read_bytes() == (again / "probe.png").read_bytes()
+    assert (out / "probe.csv").read_bytes() == (again / "probe.csv").read_bytes()
+
+
+def test_fewer_than_three_probes_get_no_correlation_and_no_probes_no_section(tmp_path: Path) -> None:
+    run = two_recipe_run(tmp_path / "run")
+    out = write_report(run)
+    assert not {"probe.png", "probe.csv"} & {path.name for path in out.iterdir()}
+    assert "Drift probe" not in (out / "report.md").read_text()
+
+    write_probe(run, "full/checkpoint-20", 0.5, 0.01, 0.40)
+    write_probe(run, "lora/checkpoint-20", 0.05, 0.01, 0.02)
+    out = write_report(run)
+    assert json.loads((out / "numbers.json").read_text())["probe_spearman"] == []
+    assert "Rank correlations need at least 3" in (out / "report.md").read_text() and (out / "probe.png").is_file()
+
+
+def test_a_malformed_probe_is_a_one_line_error_naming_its_file(tmp_path: Path) -> None:
+    run = probed_run(tmp_path / "run")
+    broken = RunDir(run).probe("full/checkpoint-10")
+    broken.write_text('{"kl": 0.1,')
+    with pytest.raises(ForgetkitError, match=r"checkpoint-10\.json is not valid JSON .*delete it and rerun") as error:
+        build_report(run)
+    assert "\n" not in str(error.value)
+    atomic.write_json(broken, {"kl": "high", "answer_mass_base": 0.1})
+    with pytest.raises(ForgetkitError, match=r"checkpoint-10\.json is not a drift probe \(no finite number for kl, "):
+        build_report(run)
