@@ -1,6 +1,6 @@
 """A run's report: every accuracy and change vs zero-shot with a 95 % interval, the paper's tables and figures.
 
-Numbers come from the prediction files item by item (`scoring.score_items`), under the matcher `forgetkit
+Numbers come from the prediction files item by item (`scoring.scored_items`), under the matcher `forgetkit
 score` recorded for each file in scores.json, so the report's accuracies are the score table's. Intervals are
 percentile bootstraps over items:
 - The mean of n items drawn with replacement depends only on how often each distinct credit value was drawn,
@@ -37,7 +37,7 @@ from forgetkit import atomic, plots
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.rundir import ZERO_SHOT, RunDir, stage_slug
-from forgetkit.scoring import read_predictions, score_items
+from forgetkit.scoring import score_items, scored_items
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
@@ -212,10 +212,11 @@ def load_items(run: RunDir) -> dict[tuple[str, str], Items]:
         if not isinstance(entry, dict) or "matcher" not in entry:
             raise ForgetkitError(f"{path} has no score in {run.scores_path}; {rescore}")
         matcher, skip_bad = entry["matcher"], bool(entry.get("skipped"))
-        credit = np.asarray(score_items(path, "letter" if matcher == JUDGED else matcher, skip_bad), dtype=float)
+        scored = scored_items(path, "letter" if matcher == JUDGED else matcher, skip_bad)
+        credit = np.asarray(scored.credits, dtype=float)
         if credit.size != entry.get("total") or not math.isclose(credit.sum(), entry.get("correct", -1)):
             raise ForgetkitError(f"{run.scores_path} is stale for {path} (predictions changed); {rescore}")
-        labels = "\0".join(read_predictions(path, skip_bad).labels)
+        labels = "\0".join(scored.labels)
         digest = hashlib.blake2b(labels.encode("utf-8"), digest_size=16).hexdigest()
         found[(checkpoint, dataset)] = Items(checkpoint, dataset, path, matcher, credit, digest)
     return found

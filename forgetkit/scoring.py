@@ -243,23 +243,33 @@ def _join(row: dict, label: str, extra: dict, where: str, extra_where: str) -> d
 
 
 @dataclass(frozen=True)
-class _Scored:
+class ScoredItems:
+    """Each scored item's credit and label, in file order, with the matcher that scored them."""
+
     credits: list[float]
+    labels: list[str]
     matcher: str
     skipped: int
 
 
-def _score(path: Path, matcher: str, skip_bad: bool, sidecar: Path | None) -> _Scored:
+def scored_items(
+    path: Path, matcher: str = "letter", skip_bad: bool = False, sidecar: Path | None = None
+) -> ScoredItems:
+    """`score_file`'s work item by item, from one read of the file (the report resamples the credits and pairs
+    files by their labels)."""
     name = resolve(matcher, Path(path).stem)
     found = read_predictions(path, skip_bad, sidecar)
     if name == "letter" and None not in found.verdicts:
-        return _Scored(list(found.verdicts), "vlmevalkit", found.skipped)
+        return ScoredItems(list(found.verdicts), found.labels, "vlmevalkit", found.skipped)
     match = get_matcher(name)
     try:
-        return _Scored(list(map(match, found.predicts, found.labels, found.rows)), name, found.skipped)
+        return ScoredItems(
+            list(map(match, found.predicts, found.labels, found.rows)), found.labels, name, found.skipped
+        )
     except MissingField:
         pass
     credits: list[float] = []
+    labels: list[str] = []
     skipped = found.skipped
     for index, (predict, label, row) in enumerate(zip(found.predicts, found.labels, found.rows)):
         try:
@@ -268,9 +278,11 @@ def _score(path: Path, matcher: str, skip_bad: bool, sidecar: Path | None) -> _S
             if not skip_bad:
                 raise ForgetkitError(f"{found.where(index)}: matcher {name} needs {err}") from None
             skipped += 1
+            continue
+        labels.append(label)
     if not credits:
         raise ForgetkitError(f"{path}: no line has what matcher {name} needs; nothing to score")
-    return _Scored(credits, name, skipped)
+    return ScoredItems(credits, labels, name, skipped)
 
 
 def score_items(
@@ -280,14 +292,14 @@ def score_items(
 
     Credit is True/False for every matcher but `mllmcl-sci` on "Which states" questions, which earns the
     fraction of states found; a file judged by VLMEvalKit gives its own verdicts."""
-    return _score(path, matcher, skip_bad, sidecar).credits
+    return scored_items(path, matcher, skip_bad, sidecar).credits
 
 
 def score_file(path: Path, matcher: str = "letter", skip_bad: bool = False, sidecar: Path | None = None) -> Score:
     """Accuracy of one file by `matcher` (`auto`: the file name's dataset's own matcher); a file judged by
     VLMEvalKit keeps its verdicts (matcher `vlmevalkit`). `skip_bad` leaves malformed lines out and counts
     them; `sidecar` lends each row the fields of the dataset's records/meta JSONL (see the module's doc)."""
-    scored = _score(path, matcher, skip_bad, sidecar)
+    scored = scored_items(path, matcher, skip_bad, sidecar)
     return Score(sum(scored.credits), len(scored.credits), scored.matcher, scored.skipped)
 
 
