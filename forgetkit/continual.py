@@ -148,7 +148,7 @@ def _sequence_steps(
         else:
             current, after = str(trained), (train.name,)
         seen = continual.test_sets[: index + 1]
-        steps.extend(eval_steps(study, run, current, model.template, label, seen, after=after))
+        steps.extend(eval_steps(study, run, model, current, label, seen, after=after))
     return steps
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import ModelSpec, resolve_model
+from forgetkit.models import ModelSpec
 from forgetkit.recipes import Recipe
 from forgetkit.render import DataSpec, render_export, render_predict, render_train
 from forgetkit.rundir import ZERO_SHOT, RunDir, config_hash
@@ -87,15 +87,17 @@ def export_step(run: RunDir, base: str, adapter: Path, template: str, merged: Pa
 def eval_steps(
     study: Study,
     run: RunDir,
+    base: ModelSpec,
     model_path: str,
-    template: str,
     checkpoint: str,
     datasets: tuple[str, ...],
     adapter: Path | None = None,
     after: tuple[str, ...] = (),
 ) -> list[Step]:
-    """One LF prediction (or logits scoring) per dataset, one VLMEvalKit run for the `vlmeval:` benchmarks;
-    a LoRA checkpoint is evaluated as `adapter` on its base model."""
+    """One LF prediction (or logits scoring) per dataset, one VLMEvalKit run for the `vlmeval:` benchmarks, and
+    the drift probe against `base` (the study's model, whose chat template every stage uses); a LoRA
+    checkpoint is evaluated as `adapter` on `model_path`."""
+    template = base.template
     benchmarks = tuple(name.removeprefix(VLMEVAL) for name in datasets if name.startswith(VLMEVAL))
     steps = [_vlmeval_step(study, run, model_path, template, checkpoint, benchmarks, adapter)] if benchmarks else []
     for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
@@ -130,24 +132,23 @@ def eval_steps(
             )
         )
     if study.eval.probe and checkpoint != ZERO_SHOT:
-        steps.append(_probe_step(study, run, model_path, template, checkpoint, adapter))
+        steps.append(_probe_step(study, run, base, model_path, checkpoint, adapter))
     return [replace(step, after=after) for step in steps]
 
 
 def _probe_step(
-    study: Study, run: RunDir, model_path: str, template: str, checkpoint: str, adapter: Path | None
+    study: Study, run: RunDir, base: ModelSpec, model_path: str, checkpoint: str, adapter: Path | None
 ) -> Step:
     """Drift of the checkpoint (a full model, or an adapter on `model_path`) from the study's base model."""
     from forgetkit.stages.probe import probe
 
-    base = resolve_model(study.model, study.template).path
     settings = {
-        "base": base,
+        "base": base.path,
         "checkpoint": str(adapter or model_path),
         "checkpoint_base": model_path if adapter else None,
         "dataset_dir": study.data.dataset_dir,
         "dataset": study.eval.probe,
-        "template": template,
+        "template": base.template,
         "image_max_pixels": study.data.image_max_pixels,
         "cutoff_len": study.data.cutoff_len,
         "bf16": study.hardware.bf16,
@@ -163,7 +164,7 @@ def _probe_step(
         settings["checkpoint"],
         settings["dataset_dir"],
         settings["dataset"],
-        template,
+        base.template,
         image_max_pixels=settings["image_max_pixels"],
         cutoff_len=settings["cutoff_len"],
         bf16=settings["bf16"],
@@ -172,7 +173,7 @@ def _probe_step(
         checkpoint_base=settings["checkpoint_base"],
         output=target,
     )
-    command = f"forgetkit probe {base} {settings['checkpoint']} --dataset {study.eval.probe} (in process)"
+    command = f"forgetkit probe {base.path} {settings['checkpoint']} --dataset {study.eval.probe} (in process)"
     return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
 
 

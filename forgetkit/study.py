@@ -221,7 +221,7 @@ def plan(study: Study, run: RunDir) -> list[Step]:
     save, or has saved), then the continual sequences. Nothing runs here."""
     model = resolve_model(study.model, study.template)
     zero_shot = study.eval.all_datasets + (study.continual.test_sets if study.continual else ())
-    steps = eval_steps(study, run, model.path, model.template, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)))
+    steps = eval_steps(study, run, model, model.path, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)))
     for recipe_name, recipe in study.recipes.items():
         train = train_step(study, run, model, recipe_name, recipe, study.data)
         steps.append(train)
@@ -320,8 +320,8 @@ def _checkpoint_eval_steps(
         label = f"{recipe_name}/{checkpoint.name}"
         datasets = study.eval.all_datasets
         if recipe.method is Method.lora:
-            evals = eval_steps(study, run, model.path, model.template, label, datasets, adapter=checkpoint)
+            evals = eval_steps(study, run, model, model.path, label, datasets, adapter=checkpoint)
         else:
-            evals = eval_steps(study, run, str(checkpoint), model.template, label, datasets)
+            evals = eval_steps(study, run, model, str(checkpoint), label, datasets)
         steps.extend(dataclasses.replace(step, requires=checkpoint, after=(train,)) for step in evals)
     return steps
