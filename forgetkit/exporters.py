@@ -70,6 +70,15 @@ def merge_dataset_info(dataset_dir: Path, name: str, entry: dict) -> Path:
     return info_path
 
 
+def dataset_entry(dataset_dir: Path, dataset: str) -> dict:
+    """`dataset`'s entry in `dataset_dir/dataset_info.json`, or a one-line error naming the names it has."""
+    path = Path(dataset_dir) / "dataset_info.json"
+    info = read_json(path, dict, "build the data first (forgetkit build-data ...) or pass the folder holding it")
+    if dataset not in info:
+        raise ForgetkitError(f"dataset {dataset!r} is not in {path}; known: {', '.join(sorted(info)) or 'none'}")
+    return info[dataset]
+
+
 def write_vlmeval_tsv(records: Iterable[MCQRecord], path: Path, resolve_image: Callable[[MCQRecord], Path]) -> int:
     """Write VLMEvalKit's MCQ TSV; `resolve_image(record)` gives the image file to embed."""
     rows = 0

@@ -20,6 +20,7 @@ from typing import Any
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
+from forgetkit.exporters import dataset_entry
 from forgetkit.jsonfile import read_json
 from forgetkit.rundir import RunDir
 from forgetkit.stages.process import run_logged
@@ -56,10 +57,7 @@ def engine_args(settings: dict[str, Any]) -> dict[str, Any]:
 def eval_rows(dataset_dir: Path, dataset: str) -> list[dict[str, Any]]:
     """A sharegpt eval set as LF reads it: the prompt turns, image paths (against the data folder, LF's
     default media_dir) and the last assistant turn as the label."""
-    info = read_json(dataset_dir / "dataset_info.json", dict, "build the data first (forgetkit build-data ...)")
-    if dataset not in info:
-        raise ForgetkitError(f"dataset {dataset!r} is not in {dataset_dir / 'dataset_info.json'}")
-    entry = info[dataset]
+    entry = dataset_entry(dataset_dir, dataset)
     if entry.get("formatting") != "sharegpt":
         raise ForgetkitError(f"dataset {dataset!r} is not sharegpt-formatted; the vLLM predict stage reads sharegpt")
     keys = SHAREGPT_DEFAULTS | entry.get("columns", {}) | entry.get("tags", {})

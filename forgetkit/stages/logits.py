@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.jsonfile import read_json
+from forgetkit.exporters import dataset_entry
 from forgetkit.recipes import Hardware
 from forgetkit.render import DataSpec, render_predict
 
@@ -75,14 +75,6 @@ def _quiet() -> Iterator[None]:
         transformers.logging.set_verbosity(verbosity)
 
 
-def _check_dataset(dataset_dir: Path, dataset: str) -> None:
-    """Fail in one line before LF's import and parsing time is spent on a name it would not find."""
-    path = Path(dataset_dir) / "dataset_info.json"
-    info = read_json(path, dict, "build the data first (forgetkit build-data ...) or pass the folder holding it")
-    if dataset not in info:
-        raise ForgetkitError(f"dataset {dataset!r} is not in {path}; known: {', '.join(sorted(info)) or 'none'}")
-
-
 def load_predict_inputs(
     model_path: str | Path,
     dataset_dir: str | Path,
@@ -100,7 +92,7 @@ def load_predict_inputs(
 
     `multiple_choice` refuses rows without option lines; the drift probe turns it off for its caption prompts.
     """
-    _check_dataset(Path(dataset_dir), dataset)
+    dataset_entry(Path(dataset_dir), dataset)  # fails in one line before LF's import and parsing time is spent
     with tempfile.TemporaryDirectory(prefix="forgetkit-logits-") as scratch, _quiet():
         import transformers
         from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_dataset, get_template_and_fix_tokenizer
