@@ -85,14 +85,10 @@ class RunDir:
         return self.root / "continual.json"
 
     def continual(self) -> dict[str, dict]:
-        if not self.continual_path.is_file():
-            return {}
-        return json.loads(self.continual_path.read_text(encoding="utf-8"))
+        return _optional_json(self.continual_path)
 
     def quadrants(self) -> dict[str, list[str]]:
-        if not self.quadrants_path.is_file():
-            return {}
-        return json.loads(self.quadrants_path.read_text(encoding="utf-8"))
+        return _optional_json(self.quadrants_path)
 
     def config(self, stage: str) -> Path:
         return self.root / "configs" / f"{stage_slug(stage)}.yaml"
@@ -176,6 +172,11 @@ def record_versions(run: RunDir) -> dict[str, str | None]:
             versions[package] = None
     atomic.write_json(run.root / "versions.json", versions)
     return versions
+
+
+def _optional_json(path: Path) -> dict:
+    """What `launch` recorded in `path`, or nothing for a study without that section."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def stage_slug(stage: str) -> str:
