@@ -260,6 +260,11 @@ class Backend(str, Enum):
     slurm = "slurm"
 
 
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
 @app.command()
 def launch(
     spec: Annotated[Path, typer.Argument(help="Study spec YAML, e.g. runs/demo.yaml.")],
@@ -532,15 +537,37 @@ def demo(
     VLMEvalKit, then `forgetkit report`. Rerun with the same --workdir to continue an interrupted demo.
     """
     from forgetkit.demo import run_demo
+    from forgetkit.doctor import require
     from forgetkit.report import summary, write_report
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run
 
+    require("cpu")
     table = run_demo(workdir)
     run = workdir / "run"
     typer.echo(f"\nrun directory: {run}\n")
     typer.echo(format_run(RunDir(run), table))
     typer.echo("\n" + summary(write_report(run, data_dir=workdir / "data")))
+
+
+@app.command()
+def doctor(
+    device: Annotated[
+        Device, typer.Option(help="Where studies will run: cuda makes the CUDA check required, cpu leaves it optional.")
+    ] = Device.cpu,
+) -> None:
+    """Check this environment, one line per check: the torch/torchvision/torchaudio trio, LLaMA-Factory,
+    VLMEvalKit and open_clip at forgetkit's pins (required), CUDA, bf16, flash-attn, vLLM, the lock,
+    $LMUData and the HF cache (reported). Exit status 1 when a required check fails; `launch` and
+    `demo` run the required checks before their first stage (once per environment).
+    """
+    from forgetkit.doctor import run_checks
+
+    checks = run_checks(device.value)
+    for check in checks:
+        typer.echo(check.line())
+    if any(check.required and not check.ok for check in checks):
+        raise typer.Exit(1)
 
 
 def main() -> None:

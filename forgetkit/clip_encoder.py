@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from forgetkit import atomic
+from forgetkit.cache import cache_root
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ SHARD_SIZE = 8192
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FORGETKIT_CACHE", Path.home() / ".cache" / "forgetkit")) / "clip"
+    return cache_root() / "clip"
 
 
 def default_num_workers() -> int:

@@ -18,9 +18,9 @@ from forgetkit.testing.vlmeval_data import TINY_MMMU, write_mmmu_tsv
 
 SPLITS = {"train": 16, "val": 4}
 REPLAY = 4
+"""Rows of each earlier MLLM-CL domain replayed in a later one's training set (the paper: 20)."""
 CAPTIONS = "shape_captions"
 """Held-out caption prompts the drift probe measures every checkpoint on."""
-"""Rows of each earlier MLLM-CL domain replayed in a later one's training set (the paper: 20)."""
 
 
 def run_demo(workdir: Path) -> dict[str, dict[str, dict]]:

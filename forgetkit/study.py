@@ -17,6 +17,7 @@ import yaml
 
 from forgetkit import atomic
 from forgetkit.continual import Continual, continual_steps, layout, parse_continual
+from forgetkit.doctor import require as require_environment
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.presets import get_preset
@@ -244,7 +245,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     prepare(study, run)
     steps = plan(study, run)
     if only is not None:
-        return _launch_one(run, steps, only)
+        return _launch_one(study, run, steps, only)
     with run.exclusive():
         return _launch_all(study, run, steps)
 
@@ -255,11 +256,11 @@ def _launch_all(study: Study, run: RunDir, steps: list[Step]) -> dict:
         if step.name.startswith("train "):
             _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
         if not step.done and (step.requires is None or is_complete_checkpoint(step.requires)):
-            run_stage(run, step)
+            _run_stage(study, run, step)
     for recipe_name, recipe in study.recipes.items():  # checkpoints training saved beyond the planned ones
         for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe, f"train {recipe_name}"):
             if not step.done:
-                run_stage(run, step)
+                _run_stage(study, run, step)
     return score_run(run)
 
 
@@ -282,7 +283,14 @@ def prepare(study: Study, run: RunDir) -> None:
         atomic.write_json(run.continual_path, layout(study.continual))
 
 
-def _launch_one(run: RunDir, steps: list[Step], name: str) -> list[Step]:
+def _run_stage(study: Study, run: RunDir, step: Step) -> None:
+    """`run_stage`, once the environment passed the doctor's required checks (a broken install stops
+    here with the doctor's line, not inside a stage's log)."""
+    require_environment(study.hardware.device)
+    run_stage(run, step)
+
+
+def _launch_one(study: Study, run: RunDir, steps: list[Step], name: str) -> list[Step]:
     by_name = {step.name: step for step in steps}
     if name not in by_name:
         raise ForgetkitError(f"no stage {name!r} in this study; `forgetkit launch SPEC --dry-run` lists them")
@@ -293,7 +301,7 @@ def _launch_one(run: RunDir, steps: list[Step], name: str) -> list[Step]:
     if step.name.startswith("train "):
         _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
     if not step.done:
-        run_stage(run, step)
+        _run_stage(study, run, step)
     return steps
 
 

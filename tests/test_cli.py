@@ -13,7 +13,9 @@ from forgetkit.cli import app, main
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("verb", [None, "build-data", "render-config", "launch", "score", "report", "probe", "demo"])
+@pytest.mark.parametrize(
+    "verb", [None, "build-data", "render-config", "launch", "score", "report", "probe", "demo", "doctor"]
+)
 def test_every_verb_has_help(verb: str | None) -> None:
     result = runner.invoke(app, [verb, "--help"] if verb else ["--help"], prog_name="forgetkit")
     assert result.exit_code == 0

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forgetkit.cache import cache_root
 from forgetkit.records import CLASSIFICATION_QUESTION
 
 if TYPE_CHECKING:
@@ -244,16 +245,9 @@ def recipe_hash() -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def _cache_root() -> Path:
-    if os.environ.get("FORGETKIT_CACHE"):
-        return Path(os.environ["FORGETKIT_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "forgetkit"
-
-
 def tiny_model_dir(cache_dir: Path | None = None) -> Path:
     """Path of the cached tiny model, built on first use; a killed or racing build never leaves a partial dir."""
-    root = Path(cache_dir) if cache_dir is not None else _cache_root()
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     final = root / f"tiny-qwen2_5_vl-{recipe_hash()}"
     if final.is_dir():
         return final
