@@ -395,7 +395,8 @@ def score(
         str,
         typer.Option(
             help="auto: each dataset's own (MLLM-CL sets their domain's, the rest letter); letter (Listing 1); "
-            "mllmcl-rs, mllmcl-ad, mllmcl-med, mllmcl-sci, mllmcl-fin (Listings 2-5); classlabel-mischoice "
+            "mllmcl-rs, mllmcl-ad, mllmcl-med, mllmcl-sci, mllmcl-fin (the authors' scorers, Listings 2-5); "
+            "mllmcl-sci-listing4 (Listing 4 as printed, looser than their eval_sci.py); classlabel-mischoice "
             "(rate of picking the class-name option; needs --sidecar)."
         ),
     ] = "auto",

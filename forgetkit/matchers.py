@@ -6,9 +6,11 @@ the label. Credit is True/False except on `mllmcl-sci`'s "Which states" question
 
 - `letter`: the paper's Listing 1 (App. D.2), quirks included: only the text after the *last* ':' is
   kept, comparison is upper-cased, and "B. tabby cat" counts for label "B".
-- `mllmcl-rs`, `mllmcl-ad`, `mllmcl-med`, `mllmcl-sci`, `mllmcl-fin`: the paper's Listings 2-5 (App. D.4),
-  which adapt MLLM-CL's `ETrain/Eval/LLaVA/CoIN/eval_{ai2d,pvqa,sci,finvis}.py` to LF's predictions. A
-  prediction containing "Unanswerable" earns nothing but stays in the denominator, as in MLLM-CL's scripts.
+- `mllmcl-rs`, `mllmcl-ad`, `mllmcl-med`, `mllmcl-sci`, `mllmcl-fin`: the authors' released scorers
+  (MLLM-Forgetting `evaluators/CL-evaluators/eval_{ai2d,pvqa,sci,finvis}.py`, adapted from MLLM-CL's
+  `ETrain/Eval/LLaVA/CoIN/`), which the paper prints as Listings 2-5 (App. D.4). RS, AD, Med and Fin
+  equal the listings; Sci is stricter than Listing 4, which stays as `mllmcl-sci-listing4`. Except in Fin,
+  a prediction containing "Unanswerable" earns nothing but stays in the denominator, as in the scripts.
 - `classlabel-mischoice`: whether the model chose the class-name option planted in ImageWikiQA with
   class-label distractors (paper §4.2, Fig. 3); over a file, the mischoice rate.
 """
@@ -76,22 +78,38 @@ def mllmcl_med(predict: str, label: str, row: Row = NO_ROW) -> bool:
     return _ground_truth(label).lower() in predict.lower()
 
 
-def _sci_form(text: str) -> str:
-    return text.strip().lower().replace(".", " ").replace(",", " ").replace("neither", "no")
-
-
 def mllmcl_sci(predict: str, label: str, row: Row = NO_ROW) -> float:
-    """Listing 4 (Sci): a one-character truth (the paper's stand-in for MLLM-CL's "AI2D/TQA/VQA/SciVerse
-    image" test) must equal the prediction; a "Which states" question (MapQA) earns the fraction of its
-    comma-separated truths found among the prediction's comma-separated parts; anything else is right when
-    either contains the other. The listing's normal form (dots and commas to spaces, 'neither' to 'no')
-    would leave no comma to split on, so the fraction is taken on the lower-cased texts, as MLLM-CL's
-    eval_sci.py (and PROTOCOL.md §5) count it."""
+    """The authors' eval_sci.py (Sci), which scored the paper's numbers: a truth among a-d (multiple choice)
+    must equal the lower-cased prediction; a "Which states" question (MapQA) earns the share of the truth's
+    comma-separated items found among the prediction's comma-separated items; anything else is right when
+    the truth appears in the prediction. Listing 4's looser rule is `mllmcl-sci-listing4`."""
     predict = str(predict)
     if UNANSWERABLE in predict:
         return False
-    pred = _sci_form(predict)
-    gt = _sci_form(_ground_truth(label))
+    pred, gt = predict.lower(), _ground_truth(label).lower()
+    if gt in ("a", "b", "c", "d"):
+        return gt == pred
+    if "Which states" in question(row):
+        truths = gt.split(",")
+        return sum(truth in pred.split(",") for truth in truths) / len(truths)
+    return gt in pred
+
+
+def _listing4_form(text: str) -> str:
+    return text.strip().lower().replace(".", " ").replace(",", " ").replace("neither", "no")
+
+
+def mllmcl_sci_listing4(predict: str, label: str, row: Row = NO_ROW) -> float:
+    """Listing 4 as the paper prints it: a one-character truth (the paper's stand-in for MLLM-CL's
+    "AI2D/TQA/VQA/SciVerse image" test) must equal the prediction; "Which states" as `mllmcl-sci`;
+    anything else is right when either contains the other, so an empty prediction scores on any free
+    answer. The listing's normal form (dots and commas to spaces, 'neither' to 'no') would leave no
+    comma to split on, so the fraction is taken on the lower-cased texts."""
+    predict = str(predict)
+    if UNANSWERABLE in predict:
+        return False
+    pred = _listing4_form(predict)
+    gt = _listing4_form(_ground_truth(label))
     if len(gt) == 1:
         return gt == pred
     if "Which states" in question(row):
@@ -102,11 +120,9 @@ def mllmcl_sci(predict: str, label: str, row: Row = NO_ROW) -> float:
 
 
 def mllmcl_fin(predict: str, label: str, row: Row = NO_ROW) -> bool:
-    """Listing 5 (Fin): yes/no or a letter, equal once spaces and dots leave the prediction."""
-    predict = str(predict)
-    if UNANSWERABLE in predict:
-        return False
-    return predict.lower().replace(" ", "").replace(".", "") == _ground_truth(label).lower()
+    """The authors' eval_finvis.py (Fin), as Listing 5: yes/no or a letter, equal once spaces and dots leave
+    the prediction. Unlike the other domains it has no "Unanswerable" rule: the comparison alone decides."""
+    return str(predict).lower().replace(" ", "").replace(".", "") == _ground_truth(label).lower()
 
 
 def classlabel_mischoice(predict: str, label: str, row: Row = NO_ROW) -> bool:
@@ -137,6 +153,7 @@ MATCHERS: dict[str, Matcher] = {
     "mllmcl-ad": mllmcl_rs_ad,
     "mllmcl-med": mllmcl_med,
     "mllmcl-sci": mllmcl_sci,
+    "mllmcl-sci-listing4": mllmcl_sci_listing4,
     "mllmcl-fin": mllmcl_fin,
     "classlabel-mischoice": classlabel_mischoice,
 }

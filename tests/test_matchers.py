@@ -85,31 +85,51 @@ STATES = {"text": "Which states have the highest value in the USA?"}
 @pytest.mark.parametrize(
     ("predict", "label", "row", "credit"),
     [
-        ("A", "A\n", {}, 1),  # a one-letter truth needs no question: exact match
+        ("a", "A\n", {}, 1),  # a truth among a-d needs no question: equal once lower-cased
+        ("A.", "A", {}, 0),
+        ("A ", "A", {}, 0),  # ...and the prediction is not stripped
+        ("B", "A", {}, 0),
+        ("E", "E", QUESTION, 1),  # 'e' is no multiple-choice truth: substring
+        ("Texas,Ohio", "Texas,Ohio\n", STATES, 1),  # "Which states": share of the truth's items said
+        ("Texas,Nevada", "Texas,Ohio", STATES, 0.5),
+        ("Texas, Ohio", "Texas,Ohio", STATES, 0.5),  # ...split on ',' without stripping: ' ohio' != 'ohio'
+        ("Texas, Ohio", "Texas, Ohio", QUESTION, 1),  # not a "Which states" question: substring
+        ("It is lower than average.", "lower than average", QUESTION, 1),
+        ("lower", "Lower than average", QUESTION, 0),  # the truth must be in the prediction, not the reverse
+        ("", "Lower than average", QUESTION, 0),  # an empty answer earns nothing on a free answer
+        ("l", "Lower than average", QUESTION, 0),
+        ("neither", "no", QUESTION, 0),  # no 'neither' -> 'no' rewrite
+        ("no. Unanswerable", "no", QUESTION, 0),
+    ],
+)
+def test_sci_follows_the_authors_eval_sci(predict: str, label: str, row: dict, credit: float) -> None:
+    assert mllmcl_sci(predict, label, row) == credit
+
+
+@pytest.mark.parametrize(
+    ("predict", "label", "row", "credit"),
+    [
+        ("A", "A\n", {}, 1),  # a one-character truth needs no question: exact match
         ("a", "A", {}, 1),
         ("A.", "A", {}, 0),  # the listing turns '.' into a space and does not strip again
-        ("B", "A", {}, 0),
-        ("Texas, Ohio", "Texas, Ohio\n", STATES, 1),  # "Which states": fraction of truths found
         ("Texas, Nevada", "Texas, Ohio", STATES, 0.5),
-        ("Ohio, Texas", "Texas, Ohio", STATES, 0),  # ...split on ',' without stripping: ' texas' != 'texas'
-        ("Texas, Ohio", "Texas, Ohio", QUESTION, 1),  # not a "Which states" question: substring
+        ("Ohio, Texas", "Texas, Ohio", STATES, 0),
         ("lower", "Lower than average", QUESTION, 1),  # either way
-        ("It is lower than average.", "lower than average", QUESTION, 1),
         ("neither", "no", QUESTION, 1),  # 'neither' reads as 'no'
         ("", "Lower than average", QUESTION, 1),  # an empty answer is "contained" in any truth
         ("higher", "Lower than average", QUESTION, 0),
         ("Unanswerable", "Unanswerable", QUESTION, 0),
     ],
 )
-def test_sci_follows_listing_4(predict: str, label: str, row: dict, credit: float) -> None:
-    assert mllmcl_sci(predict, label, row) == credit
+def test_sci_listing4_is_the_papers_looser_variant(predict: str, label: str, row: dict, credit: float) -> None:
+    assert get_matcher("mllmcl-sci-listing4")(predict, label, row) == credit
 
 
 def test_sci_asks_for_the_question_only_when_its_rule_depends_on_it() -> None:
-    assert mllmcl_sci("C", "C") == 1
+    assert mllmcl_sci("c", "C") == 1
     with pytest.raises(MissingField, match="question text"):
-        mllmcl_sci("Texas", "Texas, Ohio")
-    assert mllmcl_sci("Texas", "Texas, Ohio", {"question": "Which states border Canada?"}) == 0.5
+        mllmcl_sci("Texas", "Texas,Ohio")
+    assert mllmcl_sci("Texas", "Texas,Ohio", {"question": "Which states border Canada?"}) == 0.5
 
 
 @pytest.mark.parametrize(
@@ -121,10 +141,11 @@ def test_sci_asks_for_the_question_only_when_its_rule_depends_on_it() -> None:
         ("B", "B", True),
         ("B. down", "B", False),  # then it must equal the truth
         ("Yes, it rose", "Yes", False),
-        ("Unanswerable", "Unanswerable", False),  # equal, but "Unanswerable" earns nothing
+        ("Unanswerable", "Unanswerable", True),  # eval_finvis.py has no "Unanswerable" rule
+        ("Unanswerable", "No", False),
     ],
 )
-def test_fin_follows_listing_5(predict: str, label: str, correct: bool) -> None:
+def test_fin_follows_the_authors_eval_finvis(predict: str, label: str, correct: bool) -> None:
     assert mllmcl_fin(predict, label) is correct
 
 
