@@ -14,6 +14,7 @@ import yaml
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import Method, Part, Scheduler
+from forgetkit.render import DataSpec
 
 if TYPE_CHECKING:
     from forgetkit.study import Study
@@ -489,8 +490,10 @@ def probe(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     bf16: Annotated[bool, typer.Option("--bf16", help="Run both models in bfloat16.")] = False,
-    image_max_pixels: Annotated[int, typer.Option(help="LF's image pixel limit, as in training.")] = 262144,
-    cutoff_len: Annotated[int, typer.Option(help="LF's cutoff length.")] = 2048,
+    image_max_pixels: Annotated[
+        int, typer.Option(help="LF's image pixel limit, as in training.")
+    ] = DataSpec.image_max_pixels,
+    cutoff_len: Annotated[int, typer.Option(help="LF's cutoff length, as in training.")] = DataSpec.cutoff_len,
     output: Annotated[Path | None, typer.Option(help="Write every number (and per prompt) as JSON here.")] = None,
 ) -> None:
     """Drift of a checkpoint from its base on held-out non-MCQ prompts, from one forward pass per prompt:

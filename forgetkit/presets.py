@@ -43,6 +43,12 @@ def _full(part: Part, lr: float, **changes) -> Recipe:
     return Recipe(part=part, lr=lr, **changes)
 
 
+def _tune_parts(part: Part, method: Method) -> Recipe:
+    """arXiv 2510.08564's part-wise runs (LMM_CL `scripts/all_experiments/tune_parts/*.sh`): lr 5e-6, global
+    batch 32, cosine, warmup 0.03, one epoch per task."""
+    return Recipe(part=part, method=method, lr=5e-6, batch_size=32, steps=None, epochs=1.0, warmup=0.03)
+
+
 def _table3(method: Method, lr: float, batch: int, **changes) -> Recipe:
     return Recipe(part=Part.llm, method=method, lr=lr, batch_size=batch, steps=None, epochs=1.0, **changes)
 
@@ -96,15 +102,16 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "attn",
-            _full(Part.attn, 1e-6),
-            "arXiv 2510.08564",
-            "LLM self-attention q/k/v/o only (LF freeze tuning, every layer); lr etc. as fig2-c",
+            _tune_parts(Part.attn, Method.full),
+            "arXiv 2510.08564 (LMM_CL tune_parts/sa_proj.sh)",
+            "LLM self-attention q/k/v/o only (LF freeze tuning, every layer)",
         ),
         Preset(
             "mlp-gate-up",
-            Recipe(part=Part.mlp_gate_up, method=Method.lora, lr=1e-4, batch_size=32, steps=40000),
-            "arXiv 2510.08564",
-            "LLM MLP gate+up only, as LoRA (LF cannot fully train them without down); lr etc. as fig2-a",
+            _tune_parts(Part.mlp_gate_up, Method.lora),
+            "arXiv 2510.08564 (LMM_CL tune_parts/mlp_gate_up.sh)",
+            "LLM MLP gate+up only; the script trains them fully, which LF's freeze tuning cannot without down, "
+            "so LoRA on gate_proj,up_proj at the script's settings (LoRA usually wants a higher --lr)",
         ),
     )
 }
@@ -126,6 +133,8 @@ def preset_table() -> str:
         method = recipe.method.value + (f" r={recipe.lora_rank}" if recipe.method is Method.lora else "")
         if preset.epochs_by_task:
             length = f"epochs {_epochs_text(preset.epochs_by_task)}"
+        elif recipe.steps is None:
+            length = f"{recipe.epochs:g} epoch(s)"
         else:
             length = f"{recipe.steps} steps"
         model = f"{preset.model}; " if preset.model else ""

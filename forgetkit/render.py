@@ -32,13 +32,14 @@ DEEPSPEED = {"z2": "ds_z2_config.json", "z3": "ds_z3_config.json"}
 class DataSpec:
     """Where LF finds the datasets (a folder with `dataset_info.json`) and how inputs are sized.
 
-    `image_max_pixels` 262144 (512x512) is what the paper's released configs use. `mix_probs`, one
-    per training dataset, switches on LF's `interleave_over` mixing (`forgetkit.mixing`).
+    `image_max_pixels` 262144 (512x512) and `cutoff_len` 16384 are what the authors' released configs
+    use (train and eval alike). `mix_probs`, one per training dataset, switches on LF's `interleave_over`
+    mixing (`forgetkit.mixing`).
     """
 
     dataset_dir: str = "data"
     train: tuple[str, ...] = ("imagenet_vqa_train",)
-    cutoff_len: int = 2048
+    cutoff_len: int = 16384
     image_max_pixels: int = 262144
     mix_probs: tuple[str, ...] = ()
 

@@ -29,8 +29,8 @@ APP_C = {
     "table3-b": ((False, False, True), "lora", 8e-5, 64, ("num_train_epochs", 3.0), "cosine", 0.1, 16),
     "table3-c": ((False, False, True), "full", 1e-6, 16, ("num_train_epochs", 3.0), "cosine", 0.1, None),
     "table3-d": ((False, False, True), "full", 1e-6, 16, ("num_train_epochs", 3.0), "cosine", 0.1, None),
-    "attn": ((False, False, True), "freeze", 1e-6, 16, ("max_steps", 80000), "cosine", 0.1, None),
-    "mlp-gate-up": ((False, False, True), "lora", 1e-4, 32, ("max_steps", 40000), "cosine", 0.1, 8),
+    "attn": ((False, False, True), "freeze", 5e-6, 32, ("num_train_epochs", 1.0), "cosine", 0.03, None),
+    "mlp-gate-up": ((False, False, True), "lora", 5e-6, 32, ("num_train_epochs", 1.0), "cosine", 0.03, 8),
 }
 
 

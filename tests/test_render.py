@@ -26,6 +26,7 @@ def test_default_recipe_is_the_papers_llm_full_finetune() -> None:
     assert config["lr_scheduler_type"] == "cosine" and config["warmup_ratio"] == 0.1
     assert config["optim"] == "adamw_torch"
     assert config["per_device_train_batch_size"] * config["gradient_accumulation_steps"] == 16
+    assert (config["cutoff_len"], config["image_max_pixels"]) == (16384, 262144)  # the authors' released configs
 
 
 @pytest.mark.parametrize(
