@@ -6,8 +6,10 @@
         inclora: {strategy: inclora, preset: table3-a}
         seqfull-replay20: {strategy: seqfull, replay: 20, preset: table3-d}
 
-`inclora` trains a LoRA per task, merges it into the model it was trained on (`llamafactory-cli
-export`) and starts the next task from the merge; `seqfull` fine-tunes the whole model task after task.
+`inclora` trains a LoRA per task on the LLM, with the projector trained in full beside it, merges both
+into the model it was trained on (`llamafactory-cli export`) and starts the next task from the merge;
+`seqfull` fine-tunes the LLM and the projector in full, task after task. Both are the authors' released
+configs (the vision tower stays frozen); a sequence's `part` overrides it.
 `replay: N` trains every task after the first on `<train>_replay<N>` (the task's rows plus N of every
 earlier task's, built by `build-data mllm-cl --param replay=N`). After each task the model is
 evaluated on the test set of every task seen so far, so the run keeps the task x stage accuracy matrix.
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec
-from forgetkit.recipes import Method, Recipe
+from forgetkit.recipes import Method, Part, Recipe
 from forgetkit.rundir import RunDir
 from forgetkit.steps import Step, eval_steps, export_step, train_step
 
@@ -107,6 +109,7 @@ def _sequence(name: str, values: Any, where: str, continual: Continual, resolve:
     if replay is not None and (not isinstance(replay, int) or isinstance(replay, bool) or replay < 1):
         raise ForgetkitError(f"{where}: replay {replay!r} must be a positive number of rows per earlier task")
     if "preset" not in settings:
+        settings.setdefault("part", Part.llm_projector.value)
         settings.setdefault("method", STRATEGIES[strategy].value)
     recipes = tuple(
         resolve(settings, where, (continual.train_set(index, replay),)) for index in range(len(continual.tasks))

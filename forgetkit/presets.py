@@ -50,7 +50,9 @@ def _tune_parts(part: Part, method: Method) -> Recipe:
 
 
 def _table3(method: Method, lr: float, batch: int, **changes) -> Recipe:
-    return Recipe(part=Part.llm, method=method, lr=lr, batch_size=batch, steps=None, epochs=1.0, **changes)
+    """The LLM and the projector train, as in the authors' `config_generation/multiple-task/mllm_cl_*.py`
+    (IncLoRA: LoRA on the LLM, the projector in full beside it; SeqFull: both in full)."""
+    return Recipe(part=Part.llm_projector, method=method, lr=lr, batch_size=batch, steps=None, epochs=1.0, **changes)
 
 
 def _mllm_cl(name: str, recipe: Recipe, table: str, note: str) -> Preset:

@@ -20,6 +20,8 @@ class Part(str, Enum):
     `attn` trains only the LLM's self-attention projections (q/k/v/o) of every layer, with LF's freeze
     tuning. `mlp-gate-up` means the LLM's MLP gate and up projections only (down frozen); LF's freeze
     tuning cannot select parts of the MLP, so it is LoRA on `gate_proj,up_proj` (`--method lora`).
+    `llm+projector` with LoRA is the authors' IncLoRA: LoRA on the LLM's linears, the projector trained
+    in full beside it (LF's `additional_target`).
     """
 
     llm = "llm"
@@ -52,6 +54,7 @@ class Part(str, Enum):
         """LF `lora_target` for LoRA on this part; None where LoRA does not apply."""
         return {
             Part.llm: "all",
+            Part.llm_projector: "all",
             Part.attn: "q_proj,k_proj,v_proj,o_proj",
             Part.mlp_gate_up: "gate_proj,up_proj",
         }.get(self)
@@ -102,7 +105,7 @@ class Recipe:
             raise ForgetkitError(f"warmup is a ratio of the steps, in [0, 1); got {self.warmup}")
         if self.method is Method.lora and self.part.lora_target is None:
             raise ForgetkitError(
-                "LoRA applies to the LLM's linear layers (--part llm, attn or mlp-gate-up), "
+                "LoRA applies to the LLM's linear layers (--part llm, llm+projector, attn or mlp-gate-up), "
                 f"not --part {self.part.value}"
             )
         if self.part is Part.mlp_gate_up and self.method is not Method.lora:
@@ -123,6 +126,17 @@ class Recipe:
     @property
     def lora_targets(self) -> str | None:
         return (self.lora_target or self.part.lora_target) if self.method is Method.lora else None
+
+    @property
+    def projector_beside_lora(self) -> bool:
+        """LoRA whose part includes the projector: the projector trains in full as LF's `additional_target`."""
+        return self.method is Method.lora and not self.part.freeze_multi_modal_projector
+
+    @property
+    def freeze_multi_modal_projector(self) -> bool:
+        """LF's flag; set under LoRA even when the projector trains, so `lora_target: all` puts no adapter on
+        it (the authors' IncLoRA configs leave it at LF's default, true, beside `additional_target`)."""
+        return self.part.freeze_multi_modal_projector or self.method is Method.lora
 
     @property
     def label(self) -> str:

@@ -102,6 +102,7 @@ def render_train(
         seed=seed,
         logging_steps=logging_steps,
         layers=model.num_layers() if recipe.finetuning_type == "freeze" else None,
+        additional_target=model.projector_modules() if recipe.projector_beside_lora else (),
         deepspeed=deepspeed_config(deepspeed) if deepspeed else None,
     )
 

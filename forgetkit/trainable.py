@@ -112,19 +112,27 @@ def trainable_parameters(config: Mapping[str, Any], num_layers: int | None = Non
     """Load the config's training setup with LF (on the tiny stand-in, on CPU) and report what trains.
 
     `config` is a training config as `yaml.safe_load` reads it. The model path is replaced by the stand-in's,
-    the GPU settings (bf16/fp16/pure_bf16, `deepspeed`) by CPU ones, and `output_dir` by a temporary folder,
+    the GPU settings (bf16/fp16/pure_bf16, `deepspeed`) by CPU ones, `output_dir` by a temporary folder, and
+    another model's projector in `additional_target` (LLaVA's `multi_modal_projector`) by the stand-in's,
     so the same config that will run on the cluster is checked here without side effects. `num_layers`: the
     real model's LLM layer count, so `freeze_trainable_layers` selects the same layers as it will there.
     LF's refusals (unknown keys, a freeze module it cannot find) become `ForgetkitError`.
     """
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_model, load_tokenizer
+    from llamafactory.model.model_utils.visual import COMPOSITE_MODELS
 
     with tempfile.TemporaryDirectory(prefix="forgetkit-trainable-") as scratch:
         model_dir = tiny_model_dir()
         if num_layers is not None:
             model_dir = _with_layers(model_dir, num_layers, Path(scratch) / "model")
         args = {key: value for key, value in config.items() if key != "deepspeed"}
+        if args.get("additional_target"):
+            projectors = {key for composite in COMPOSITE_MODELS.values() for key in composite.projector_keys}
+            stand_in = COMPOSITE_MODELS[json.loads((model_dir / "config.json").read_text())["model_type"]]
+            targets = [name.strip() for name in str(args["additional_target"]).split(",")]
+            mapped = [key for name in targets for key in (stand_in.projector_keys if name in projectors else [name])]
+            args["additional_target"] = ",".join(dict.fromkeys(mapped))
         args.update(
             model_name_or_path=str(model_dir),
             output_dir=str(Path(scratch) / "output"),

@@ -87,6 +87,9 @@ def test_inclora_trains_each_task_from_the_previous_merge_and_evaluates_every_se
     config = yaml.safe_load(steps["train inc/task-2-med"].action.args[2])
     assert config["model_name_or_path"] == str(run.checkpoints("inc/task-1-rs-merged"))
     assert config["finetuning_type"] == "lora" and config["dataset"] == "mllmcl_med_train"
+    # the authors' IncLoRA: LoRA on the LLM, the projector (Qwen2.5-VL's visual.merger) trained in full beside it
+    assert (config["lora_target"], config["additional_target"]) == ("all", "visual.merger")
+    assert (config["freeze_vision_tower"], config["freeze_multi_modal_projector"]) == (True, True)
     export = yaml.safe_load(steps["export inc/task-2-med-merged"].action.args[2])
     assert export["model_name_or_path"] == str(run.checkpoints("inc/task-1-rs-merged"))
     assert export["adapter_name_or_path"] == str(run.checkpoints("inc/task-2-med"))
@@ -101,6 +104,8 @@ def test_seqfull_trains_each_task_from_the_last_tasks_model(tmp_path: Path) -> N
     config = yaml.safe_load(steps["train seq/task-3-ad"].action.args[2])
     assert config["model_name_or_path"] == str(run.checkpoints("seq/task-2-med"))
     assert config["finetuning_type"] == "full" and config["dataset"] == "mllmcl_ad_train_replay20"
+    frozen = (config["freeze_vision_tower"], config["freeze_multi_modal_projector"], config["freeze_language_model"])
+    assert frozen == (True, False, False)  # SeqFull trains the LLM and the projector, as the authors' configs
     assert steps["train seq/task-3-ad"].after == ("train seq/task-2-med",)
 
 

@@ -6,12 +6,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from forgetkit.stages.export import adapter_is_nonzero, adapter_targets, merge_changed_weights
+from forgetkit.stages.export import adapter_is_nonzero, adapter_targets, merge_changed_weights, unchanged_by_merge
 
 BASE = {
     "model.layers.0.self_attn.q_proj.weight": torch.ones(4, 4),
     "model.layers.0.mlp.up_proj.weight": torch.ones(8, 4),
     "visual.blocks.0.attn.qkv.weight": torch.ones(12, 4),
+    "model.visual.merger.mlp.0.weight": torch.ones(4, 4),
 }
 
 
@@ -31,14 +32,15 @@ def model(folder: Path, tensors: dict[str, torch.Tensor], shards: int = 1) -> Pa
     return folder
 
 
-def adapter(folder: Path, targets: list[str], b: float) -> Path:
+def adapter(folder: Path, targets: list[str], b: float, modules_to_save: list[str] | None = None) -> Path:
     folder.mkdir()
     prefix = "base_model.model.model.language_model.layers.0.self_attn.q_proj"
     save_file(
         {f"{prefix}.lora_A.weight": torch.ones(2, 4), f"{prefix}.lora_B.weight": torch.full((4, 2), b)},
         folder / "adapter_model.safetensors",
     )
-    (folder / "adapter_config.json").write_text(json.dumps({"target_modules": targets}))
+    config = {"target_modules": targets, "modules_to_save": modules_to_save}
+    (folder / "adapter_config.json").write_text(json.dumps(config))
     return folder
 
 
@@ -77,3 +79,20 @@ def test_an_untrained_adapter_cannot_change_anything(tmp_path: Path) -> None:
     assert adapter_is_nonzero(adapter(tmp_path / "trained", ["q_proj"], b=0.1))
     assert not adapter_is_nonzero(adapter(tmp_path / "zero", ["q_proj"], b=0.0))
     assert adapter_targets(tmp_path / "trained") == ("q_proj",)
+
+
+def test_an_incloras_projector_must_change_in_the_merge_too(tmp_path: Path) -> None:
+    """IncLoRA trains the projector in full beside the LoRA (`modules_to_save`): a merge that kept the base's
+    projector lost half of what the task taught, even when the LoRA part was merged."""
+    base = model(tmp_path / "base", BASE)
+    lora = adapter(tmp_path / "inclora", ["q_proj"], b=0.1, modules_to_save=["visual.merger"])
+    q_changed = BASE | {"model.layers.0.self_attn.q_proj.weight": torch.full((4, 4), 2.0)}
+    both = q_changed | {"model.visual.merger.mlp.0.weight": torch.eye(4)}
+    assert unchanged_by_merge(base, model(tmp_path / "both", both), lora) == []
+    assert unchanged_by_merge(base, model(tmp_path / "q-only", q_changed), lora) == ["fully trained visual.merger"]
+    assert unchanged_by_merge(base, model(tmp_path / "same", dict(BASE)), lora) == [
+        "LoRA-targeted weights",
+        "fully trained visual.merger",
+    ]
+    plain = adapter(tmp_path / "lora", ["q_proj"], b=0.1)
+    assert unchanged_by_merge(base, model(tmp_path / "q-again", q_changed), plain) == []

@@ -27,8 +27,9 @@ APP_C = {
     "fig4": ((False, False, True), "full", 1e-6, 16, ("max_steps", 80000), "cosine", 0.1, None),
     "table3-a": ((False, False, True), "lora", 8e-5, 64, ("num_train_epochs", 3.0), "cosine", 0.1, 8),
     "table3-b": ((False, False, True), "lora", 8e-5, 64, ("num_train_epochs", 3.0), "cosine", 0.1, 16),
-    "table3-c": ((False, False, True), "full", 1e-6, 16, ("num_train_epochs", 3.0), "cosine", 0.1, None),
-    "table3-d": ((False, False, True), "full", 1e-6, 16, ("num_train_epochs", 3.0), "cosine", 0.1, None),
+    # SeqFull trains the projector too (the authors' config_generation/multiple-task/mllm_cl_full*.py)
+    "table3-c": ((False, True, True), "full", 1e-6, 16, ("num_train_epochs", 3.0), "cosine", 0.1, None),
+    "table3-d": ((False, True, True), "full", 1e-6, 16, ("num_train_epochs", 3.0), "cosine", 0.1, None),
     "attn": ((False, False, True), "freeze", 5e-6, 32, ("num_train_epochs", 1.0), "cosine", 0.03, None),
     "mlp-gate-up": ((False, False, True), "lora", 5e-6, 32, ("num_train_epochs", 1.0), "cosine", 0.03, 8),
 }
@@ -66,6 +67,8 @@ def test_preset_numbers_equal_the_papers_tables_and_lf_accepts_them(name: str) -
     assert config["lr_scheduler_type"] == scheduler and config["warmup_ratio"] == warmup
     assert config.get("lora_rank") == rank
     assert config["optim"] == "adamw_torch"
+    # IncLoRA trains LLaVA's projector in full beside the LoRA (mllm_cl_lora*.py: additional_target [projector])
+    assert config.get("additional_target") == ("multi_modal_projector" if name in ("table3-a", "table3-b") else None)
 
 
 def test_table3_runs_llava_and_takes_each_tasks_epochs_from_the_dataset_name() -> None:
@@ -146,8 +149,10 @@ TRAINS = {
     "fig2-e": ({"vision_tower"}, set(), set(), set()),
     "fig2-f": ({"projector"}, set(), set(), set()),
     "fig2-g": ({"projector"}, set(), set(), set()),
-    "table3-a": (set(), {"llm"}, set(), LINEARS),
-    "table3-b": (set(), {"llm"}, set(), LINEARS),
+    "table3-a": ({"projector"}, {"llm"}, set(), LINEARS),  # the authors' IncLoRA: projector in full beside the LoRA
+    "table3-b": ({"projector"}, {"llm"}, set(), LINEARS),
+    "table3-c": ({"llm", "projector"}, set(), None, set()),  # SeqFull: LLM and projector
+    "table3-d": ({"llm", "projector"}, set(), None, set()),
     "attn": ({"llm"}, set(), ATTENTION, set()),
     "mlp-gate-up": (set(), {"llm"}, set(), {"mlp.gate_proj", "mlp.up_proj"}),
 }

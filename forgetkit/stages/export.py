@@ -3,7 +3,8 @@ between tasks), then the merge is checked against its base before it is kept.
 
 LF issue #9051 reports exports that are byte-for-byte the base model, silently; a continual run built
 on such a merge would learn every task from scratch. So a merge whose LoRA-targeted weights all equal
-the base's, while the adapter is not zero, is refused.
+the base's, while the adapter is not zero, is refused, and so is one whose fully trained modules
+(PEFT's `modules_to_save`, e.g. IncLoRA's projector) all equal the base's.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def export(run: RunDir, stage: str, config_text: str, base: Path, adapter: Path,
     partial = merged.with_name(merged.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     llamafactory.run("export", config_text, run.config(stage), run.log(stage), partial, desc=stage)
-    if adapter_is_nonzero(adapter) and not merge_changed_weights(base, partial, adapter_targets(adapter)):
+    unchanged = unchanged_by_merge(base, partial, adapter)
+    if unchanged:
         raise ForgetkitError(
-            f"{stage}: the merged model in {partial} has the same LoRA-targeted weights as its base {base} "
+            f"{stage}: the merged model in {partial} has the same {' and '.join(unchanged)} as its base {base} "
             "(LLaMA-Factory issue #9051); rerun the stage, or change export_size in templates/export.yaml.j2"
         )
     shutil.rmtree(merged, ignore_errors=True)
@@ -36,10 +38,25 @@ def export(run: RunDir, stage: str, config_text: str, base: Path, adapter: Path,
     return merged
 
 
+def unchanged_by_merge(base: Path, merged: Path, adapter: Path) -> list[str]:
+    """What the adapter trained but the merge left equal to the base: its LoRA-targeted weights (when the
+    adapter is not zero) and its fully trained `modules_to_save`; empty for a good merge."""
+    unchanged = []
+    if adapter_is_nonzero(adapter) and not merge_changed_weights(base, merged, adapter_targets(adapter)):
+        unchanged.append("LoRA-targeted weights")
+    saved = adapter_config(adapter).get("modules_to_save") or []
+    if saved and not merge_changed_weights(base, merged, tuple(saved)):
+        unchanged.append(f"fully trained {', '.join(saved)}")
+    return unchanged
+
+
+def adapter_config(adapter: Path) -> dict:
+    return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+
+
 def adapter_targets(adapter: Path) -> tuple[str, ...]:
     """The modules the adapter was trained on (PEFT's `target_modules`: short or full names); empty = check all."""
-    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    targets = config.get("target_modules") or []
+    targets = adapter_config(adapter).get("target_modules") or []
     return tuple(targets) if isinstance(targets, list) else ()
 
 
