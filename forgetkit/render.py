@@ -26,6 +26,10 @@ from forgetkit.recipes import Hardware, Recipe
 from forgetkit.resources import bundled
 
 DEEPSPEED = {"z2": "ds_z2_config.json", "z3": "ds_z3_config.json"}
+GREEDY = "greedy"
+LF_DEFAULTS = "lf-defaults"
+DECODINGS = (GREEDY, LF_DEFAULTS)
+"""How prediction decodes: greedy, or LF's own generation defaults (what the authors' eval configs left on)."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +130,13 @@ def render_predict(
     batch_size: int = 8,
     max_new_tokens: int = 16,
     adapter: str | Path | None = None,
+    decoding: str = GREEDY,
+    seed: int = 42,
 ) -> str:
-    """Greedy prediction; the image pixel limit is the training one, so eval sees what training saw.
+    """Prediction, greedy by default; the image pixel limit is the training one, so eval sees what training saw.
 
-    `adapter` evaluates a LoRA checkpoint on top of `model_path` without merging it.
+    `adapter` evaluates a LoRA checkpoint on top of `model_path` without merging it. `decoding` lf-defaults
+    writes no generation keys (LF's sampling defaults, `max_new_tokens` unused), seeded by `seed`.
     """
     return _render(
         "predict.yaml.j2",
@@ -142,6 +149,8 @@ def render_predict(
         batch_size=batch_size,
         max_new_tokens=max_new_tokens,
         adapter=str(adapter) if adapter is not None else None,
+        lf_defaults=decoding == LF_DEFAULTS,
+        seed=seed,
     )
 
 

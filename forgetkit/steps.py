@@ -19,7 +19,7 @@ from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec
 from forgetkit.recipes import Recipe
-from forgetkit.render import DataSpec, render_export, render_predict, render_train
+from forgetkit.render import LF_DEFAULTS, DataSpec, render_export, render_predict, render_train
 from forgetkit.rundir import ZERO_SHOT, RunDir, config_hash
 from forgetkit.stages import llamafactory
 from forgetkit.stages.predict import predict
@@ -113,6 +113,8 @@ def eval_steps(
             batch_size=study.eval.batch_size,
             max_new_tokens=study.eval.max_new_tokens,
             adapter=adapter,
+            decoding=study.eval.decoding,
+            seed=study.seed,
         )
         target = run.predictions(checkpoint, dataset)
         if study.eval.scoring == "logits":
@@ -181,6 +183,8 @@ def generation_backend(study: Study) -> str:
     """The engine that generates eval answers: the spec's, or for `auto` vLLM where it can run."""
     if study.eval.backend != "auto":
         return study.eval.backend
+    if study.eval.decoding == LF_DEFAULTS:
+        return "huggingface"
     has_vllm = importlib.util.find_spec("vllm") is not None
     return "vllm" if has_vllm and study.hardware.device == "cuda" else "huggingface"
 

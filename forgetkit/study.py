@@ -22,7 +22,7 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec, resolve_model
 from forgetkit.presets import get_preset
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
-from forgetkit.render import DataSpec
+from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, DataSpec
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
 from forgetkit.scoring import score_run
 from forgetkit.steps import VLMEVAL, Step, eval_steps, run_stage, train_step
@@ -52,6 +52,10 @@ class EvalSpec:
     `auto`: vLLM when it is installed and the study runs on cuda."""
     scoring: str = "generate"
     """`generate` (LF prediction, the paper's way) or `logits` (one forward pass over the option letters)."""
+    decoding: str = GREEDY
+    """`greedy`, or `lf-defaults`: no generation keys, so LF's own defaults apply (sampling at temperature 0.95,
+    top_p 0.7, 1024 new tokens; `max_new_tokens` is not used), seeded by the study's seed. The authors' eval
+    configs set no generation keys, so their numbers come from `lf-defaults`."""
     lmudata: str = "lmudata"
     """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
 
@@ -60,6 +64,13 @@ class EvalSpec:
             raise ForgetkitError(f"backend {self.backend!r} unknown; use auto, huggingface or vllm")
         if self.scoring not in ("generate", "logits"):
             raise ForgetkitError(f"scoring {self.scoring!r} unknown; use generate or logits")
+        if self.decoding not in DECODINGS:
+            raise ForgetkitError(f"decoding {self.decoding!r} unknown; use {' or '.join(DECODINGS)}")
+        if self.decoding == LF_DEFAULTS and (self.scoring == "logits" or self.backend == "vllm"):
+            raise ForgetkitError(
+                "decoding lf-defaults samples through LF's own prediction; use scoring: generate and "
+                "backend: huggingface (or auto)"
+            )
         unknown = sorted(set(self.quadrants) - set(QUADRANTS))
         if unknown:
             raise ForgetkitError(f"unknown quadrant(s) {unknown} in quadrants; use {', '.join(QUADRANTS)}")

@@ -68,6 +68,18 @@ def test_prediction_config_is_greedy_and_accepted_by_lf() -> None:
     assert config["image_max_pixels"] == DataSpec().image_max_pixels
 
 
+def test_lf_defaults_decoding_leaves_generation_to_lf_as_the_authors_eval_configs_did() -> None:
+    """Their eval YAMLs set no generation keys, so LF sampled (T 0.95, top_p 0.7, 1024 new tokens)."""
+    from llamafactory.hparams import get_train_args
+
+    text = render_predict("m", "qwen2_vl", "imagenet_vqa_val", DataSpec(), "pred", CPU, decoding="lf-defaults", seed=7)
+    config = validate(text)
+    assert not {"do_sample", "temperature", "top_p", "max_new_tokens"} & set(config) and config["seed"] == 7
+    *_, generating = get_train_args(config)
+    assert (generating.do_sample, generating.temperature, generating.top_p) == (True, 0.95, 0.7)
+    assert generating.max_new_tokens == 1024
+
+
 def test_lf_rejections_surface_as_one_line_errors() -> None:
     text = render_train(QWEN_3B, Recipe(), DataSpec(), "out", Hardware()) + "not_an_lf_key: 1\n"
     with pytest.raises(ForgetkitError, match="LLaMA-Factory rejects the config: .*not_an_lf_key"):

@@ -142,3 +142,37 @@ def test_logits_scoring_runs_in_place_of_lf_prediction(shapes: Path, offline_cli
     assert score.total == 24 and 0 <= score.accuracy <= 1
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert {row["predict"] for row in rows} <= set("ABCD") and "letter_probs" in rows[0]
+
+
+def test_lf_defaults_decoding_predicts_every_checkpoint_with_lfs_seeded_sampling(tmp_path: Path) -> None:
+    import yaml
+
+    from forgetkit.rundir import RunDir
+    from forgetkit.study import plan
+
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nseed: 7\nhardware: cpu\ndata: {dataset_dir: d}\n"
+        "eval: {datasets: [v], decoding: lf-defaults}\nrecipes: {r: {steps: 2, save_steps: 2}}\n"
+    )
+    steps = {step.name: step for step in plan(load_study(path), RunDir(tmp_path / "run"))}
+    for name in ("predict zero-shot v", "predict r/checkpoint-2 v"):
+        config = yaml.safe_load(steps[name].action.args[2])
+        assert config["seed"] == 7 and not {"do_sample", "temperature", "max_new_tokens"} & set(config)
+
+
+@pytest.mark.parametrize(
+    ("eval_keys", "message"),
+    [
+        ("decoding: beam", "decoding 'beam' unknown; use greedy or lf-defaults"),
+        ("decoding: lf-defaults, scoring: logits", "decoding lf-defaults samples through LF's own prediction"),
+        ("decoding: lf-defaults, backend: vllm", "decoding lf-defaults samples through LF's own prediction"),
+    ],
+)
+def test_decoding_is_checked(tmp_path: Path, eval_keys: str, message: str) -> None:
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        f"name: s\nmodel: m\ndata: {{dataset_dir: d}}\neval: {{datasets: [v], {eval_keys}}}\nrecipes: {{r: {{}}}}\n"
+    )
+    with pytest.raises(ForgetkitError, match=message):
+        load_study(path)
