@@ -12,8 +12,12 @@ skipped, and so is a cell that falls in two gates (`ambiguous_cells`).
 
 Questions: one per labelled cell and channel, as in the paper ("we collect images from all 23
 channels"). The wording is one of the paper's seven, drawn per question, with `{channel_type}` spelled
-the way the paper's Table 4 does ("brightfield", "dark field (50 illumination)", "differential phase
-contrast (left illumination)"); the paper's answer suffix follows the options.
+as the authors' released builder (MLLM-Forgetting@16d5831, `data/processors/microscopy/bsccm_to_vqa.py`)
+spells it: "brightfield", "dark field (50° illumination)", "dark field (70° bottom illumination)",
+"differential phase contrast (left illumination)", "LED119 illumination". The prompt is theirs byte for
+byte: the question, the six `X. option` lines, a blank line, then the answer suffix with a final period.
+`--param prompt=paper` gives the paper's text instead: Table 4 prints "dark field (50 illumination)"
+(no degree sign) and App. B.2 quotes the suffix without a period or blank line.
 
 Options: the paper's ten class names, given to BSCCM's ten gates in the gates' column order (the
 names the paper's authors gave them; they are not the gates' biology, which BSCCM describes as
@@ -25,8 +29,9 @@ the truth, those two, and 3 of the other 9 classes drawn at random, in random or
 Split: the paper's train/test sets, drawn per class (a seeded `train_fraction` of each class's cells
 goes to train); every channel of a cell lands in the same split.
 
-Images: each cell/channel plane is written once to
-`<out>/images/bsccm/<normalize>/<channel>/<global_index // 1000>/cell_<global_index>.png`; a rerun
+Images: each cell/channel plane is written once, as the released builder writes it: scaled to 8 bits
+(`to_uint8`) and saved as JPEG at PIL's default quality (75), to
+`<out>/images/bsccm/<normalize>/<channel>/<global_index // 1000>/cell_<global_index>.jpg`; a rerun
 reuses what is there.
 """
 
@@ -41,13 +46,9 @@ import numpy as np
 from PIL import Image
 
 from datasets_builders.output import export
-from datasets_builders.rare_domains import (
-    check_split,
-    mcq_records,
-    sample_options,
-    write_image,
-)
+from datasets_builders.rare_domains import check_split, mcq_records, prompt_layout, sample_options
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
+from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)
@@ -113,28 +114,37 @@ NORMALIZE = ("camera", "minmax")
 SOURCE_FILES = ("BSCCM_global_metadata.json", "BSCCM_index.csv", "BSCCM_images.zarr")
 
 
-def channel_type(channel: str) -> str:
-    """How a question names a channel: 'DF_50_Bottom' -> 'dark field (50 bottom illumination)'."""
+DEGREE_SIGN = {"released": "°", "paper": ""}
+"""What follows a dark-field angle in `{channel_type}`, per `--param prompt` (the paper's Table 4 has none)."""
+
+
+def channel_type(channel: str, layout: str = "released") -> str:
+    """How a question names a channel, as the released builder does: 'DF_50_Bottom' -> 'dark field (50°
+    bottom illumination)'; layout 'paper' drops the degree sign."""
     kind, _, rest = channel.partition("_")
     if channel == "Brightfield":
         return "brightfield"
     if kind == "DF":
-        return f"dark field ({rest.replace('_', ' ').lower()} illumination)"
+        angle, _, side = rest.partition("_")
+        where = f"{angle}{DEGREE_SIGN[layout]} {side.lower()}" if side else f"{angle}{DEGREE_SIGN[layout]}"
+        return f"dark field ({where} illumination)"
     if kind == "DPC":
         return f"differential phase contrast ({rest.lower()} illumination)"
     return f"{channel} illumination"
 
 
 def to_uint8(image: np.ndarray, normalize: str) -> np.ndarray:
-    """8-bit for PNG. 'camera' maps the 12-bit range 0..4095 linearly onto 0..255, the same scale for
-    every cell and channel (so dark-field images stay dark, as the paper's were); 'minmax' stretches
-    each image to its own range. Float planes (no fixed range) are always stretched."""
+    """8 bits, truncated as the released builder's `astype(np.uint8)` truncates. 'camera' maps the 12-bit
+    range 0..4095 linearly onto 0..255 (`image / 4095.0 * 255`), the same scale for every cell and channel
+    (so dark-field images stay dark, as the paper's were); values above 4095, which a 12-bit camera does
+    not give, are clipped. 'minmax' stretches each image to its own range; float planes (no fixed range)
+    are always stretched, as the released builder does."""
     if normalize == "camera" and np.issubdtype(image.dtype, np.integer):
-        scaled = np.clip(image, 0, CAMERA_MAX).astype(np.float32) * (255 / CAMERA_MAX)
-    else:
-        low, high = float(image.min()), float(image.max())
-        scaled = (image.astype(np.float32) - low) * (255 / (high - low) if high > low else 0.0)
-    return np.rint(scaled).astype(np.uint8)
+        return (np.clip(image, 0, CAMERA_MAX) / float(CAMERA_MAX) * 255).astype(np.uint8)
+    low, high = image.min(), image.max()
+    if high == low:
+        return np.zeros(image.shape, dtype=np.uint8)
+    return ((image - low) / (high - low) * 255).astype(np.uint8)
 
 
 @register(
@@ -143,6 +153,8 @@ def to_uint8(image: np.ndarray, normalize: str) -> np.ndarray:
         "channels": "comma-separated LED-array channels to ask about (default: all 23 the paper used)",
         "train_fraction": "share of each class's cells in the train split (default 0.9)",
         "normalize": "camera (12-bit range -> 0..255, default) or minmax (per-image stretch)",
+        "prompt": "released (the authors' builder's prompt, byte for byte; default) or paper (App. B.2's text: "
+        "'dark field (50 illumination)', suffix without blank line or period)",
     },
 )
 def build(options: BuildOptions) -> BuildResult:
@@ -154,6 +166,7 @@ def build(options: BuildOptions) -> BuildResult:
     normalize = options.param("normalize", "camera")
     if normalize not in NORMALIZE:
         raise ForgetkitError(f"--param normalize={normalize} is not one of: {', '.join(NORMALIZE)}")
+    layout = prompt_layout(options)
     dataset = _open(source, channels)
     cells, labels, counts = labelled_cells(dataset)
     split_rng, question_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(2))
@@ -181,15 +194,17 @@ def build(options: BuildOptions) -> BuildResult:
         name,
         [f"cell_{cell[i]}/{channels[channel[i]]}" for i in keep],
         [images[i] for i in keep],
-        [QUESTIONS[wording[i]].format(channel_type=channel_type(channels[channel[i]])) for i in keep],
+        [QUESTIONS[wording[i]].format(channel_type=channel_type(channels[channel[i]], layout)) for i in keep],
         names,
         label[keep],
         option_ids[keep],
         answers[keep],
+        layout,
     )
     details = {
         "channels": list(channels),
         "normalize": normalize,
+        "prompt": layout,
         "train_fraction": train_fraction,
         "cells": len(cells),
         **counts,
@@ -200,12 +215,12 @@ def build(options: BuildOptions) -> BuildResult:
 def write_images(
     dataset, cells: np.ndarray, channels: list[str], normalize: str, out: Path, skips: Skips
 ) -> tuple[list[str], np.ndarray]:
-    """Each (cell, channel) plane as an 8-bit PNG under `out`, unless a previous run wrote it: the
+    """Each (cell, channel) plane as an 8-bit JPEG under `out`, unless a previous run wrote it: the
     image paths relative to `out` (what LF resolves) and which planes could be read."""
     paths = []
     ok = np.ones(len(cells), dtype=bool)
     for i, (index, channel) in enumerate(zip(cells.tolist(), channels)):
-        relative = f"images/bsccm/{normalize}/{channel}/{index // 1000:03d}/cell_{index}.png"
+        relative = f"images/bsccm/{normalize}/{channel}/{index // 1000:03d}/cell_{index}.jpg"
         paths.append(relative)
         if (out / relative).exists():
             continue
@@ -215,8 +230,15 @@ def write_images(
             skips.add(f"cell_{index}/{channel}", f"cannot read image: {err}")
             ok[i] = False
             continue
-        write_image(Image.fromarray(to_uint8(plane, normalize)), out / relative)
+        write_jpeg(Image.fromarray(to_uint8(plane, normalize)), out / relative)
     return paths, ok
+
+
+def write_jpeg(image: Image.Image, path: Path) -> None:
+    """JPEG at PIL's default quality (75), as the released builder's `Image.save("....jpg")`, written
+    atomically: a killed build leaves no truncated file that a rerun would take as done."""
+    with atomic.atomic_open(path, "wb") as handle:
+        image.save(handle, format="JPEG")
 
 
 def labelled_cells(dataset) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

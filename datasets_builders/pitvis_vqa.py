@@ -10,18 +10,35 @@ Source: the PitVis-2023 release (MICCAI EndoVis sub-challenge, Das et al. 2025; 
   -1 out_of_patient, 0 listed twice (no_visible_instrument, occluded_image_inside_patient; joined
   with "/" as the paper's option text does), 1..18 the instruments. Without the file, the paper's
   table of the same 21 classes is used.
-Instead of decoding the videos, `--param frames=DIR` reads already extracted frames in the layout of
-the organisers' helper_scripts/video_to_images.py (github.com/dreets/pitvis): `DIR/video_XX/<second>.png`,
-one frame per second, all of which are used.
 
-Frames: 1 of every 6 decoded frames (`every`), as the paper says, labelled with the
-`int_instrument1` (the main instrument) of the second it falls in (its timestamp, floored). Frame
-positions come from demuxing alone, so `--limit` and reruns decode only what they still need; each
-frame is written once as `<out>/images/pitvis/video_XX/frame_<index>.jpg`.
+Sampling (`--param sample`, `--param every=N`, N = 6 by default) follows the authors' released builder
+(MLLM-Forgetting@16d5831, `data/processors/surgical/surgical_to_vqa.py`), which made the data the paper's
+numbers were measured on:
+- `released` (default): every 6th row of each annotations_XX.csv in file order (its `annotations[::6]`:
+  rows 0, 6, 12, ..., i.e. seconds 0, 6, 12, ... of the 1-fps annotations), one question per row,
+  labelled with the row's `int_instrument1`. The image is the frame that builder's `ffmpeg -ss
+  <int_time / 24>` lands on, the first frame at or after int_time / 24 s: it reads the second as a frame
+  number at 24 fps, so the question about second 6 shows frame 6 (0.25 s; in the 25-fps video_24,
+  frame 7), and every image comes from the first 1/24 of its video.
+- `seconds`: the same rows, each shown by the first frame at or after its own second.
+- `frames`: the paper's text ("1 out of every 6 frames"): every 6th decoded frame, labelled with the
+  row of the second it falls in (its timestamp, floored).
+Frame positions come from demuxing alone, so `--limit` and reruns decode only what they still need; a
+sampled row past the video's end, or a sampled frame in no annotated second, is counted in the manifest.
+
+Images: each frame is written once, as `<out>/images/pitvis/mjpeg-q2/video_XX/frame_<index>.jpg`, encoded as the
+released builder's `ffmpeg ... -vframes 1 -q:v 2 frame.jpg` encodes it: FFmpeg's MJPEG encoder, full-range
+YUV 4:2:0, fixed quantiser 2 (bytes can still differ with the FFmpeg version); the folder names the
+encoding, so frames an older build encoded otherwise are never reused. Instead of decoding the
+videos, `--param frames=DIR` with `sample=seconds` reads already extracted frames in the layout of the
+organisers' helper_scripts/video_to_images.py (github.com/dreets/pitvis): `DIR/video_XX/<second>.png`,
+one frame per second, of which the sampled rows' seconds are used.
 
 Options: no_secondary_instrument, out_of_patient and no_visible_instrument/occluded_image_inside_patient
 are in every question; the truth and 2 random other instruments join them, or 3 random instruments
-when the truth is one of the three; all six in random order.
+when the truth is one of the three; all six in random order. The prompt is the released builder's byte
+for byte: the question, the six `X. option` lines, a blank line and the answer suffix with a final
+period (`--param prompt=paper`: App. B.2's suffix, no blank line or period).
 
 Split: `test` is the five videos the challenge suggested for validation (01, 12, 21, 24, 25), which
 the paper's authors used as their test set; `train` is every other annotated video.
@@ -33,6 +50,7 @@ import csv
 import logging
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -42,19 +60,15 @@ from PIL import Image
 
 from datasets_builders.classification import IMAGE_SUFFIXES, image_ref
 from datasets_builders.output import export
-from datasets_builders.rare_domains import (
-    check_split,
-    mcq_records,
-    sample_options,
-    write_image,
-)
+from datasets_builders.rare_domains import check_split, mcq_records, prompt_layout, sample_options
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
+from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)
 
 QUESTION = "What is the major surgical instrument being used in this frame?"
-"""Verbatim from the paper (App. B.2); the answer suffix follows the options."""
+"""Verbatim from the paper (App. B.2) and the released builder; the answer suffix follows the options."""
 
 INSTRUMENTS = {
     -2: "no_secondary_instrument",
@@ -87,45 +101,98 @@ FIXED_IDS = (-2, -1, 0)
 TEST_VIDEOS = "1,12,21,24,25"
 ANNOTATION_COLUMNS = ("int_video", "int_time", "int_step", "int_instrument1", "int_instrument2")
 NO_LABEL = -1
+SAMPLES = ("released", "seconds", "frames")
+RELEASED_FPS = 24
+"""The released builder seeks to `int_time / 24.0` s, taking the annotations' second for a frame number at 24 fps."""
+FFMPEG_QSCALE = 2
+"""The released builder's `ffmpeg -q:v 2`: MJPEG at a fixed quantiser of 2."""
+
+
+@dataclass(frozen=True)
+class Annotations:
+    """The usable rows of one annotations_XX.csv, in file order."""
+
+    row: np.ndarray
+    """Each row's place among the file's data rows (0 = the first after the header; blank lines do not count)."""
+    second: np.ndarray
+    label: np.ndarray
+    """The class position of the row's `int_instrument1`."""
+
+    def every(self, n: int) -> Annotations:
+        """Rows 0, n, 2n, ... of the file, as the released builder's `annotations[::n]`; a sampled row that
+        cannot be used is dropped, not replaced by its neighbour."""
+        keep = self.row % n == 0
+        return Annotations(self.row[keep], self.second[keep], self.label[keep])
+
+    def at(self, seconds: np.ndarray) -> np.ndarray:
+        """The label of each of `seconds`, NO_LABEL where no row annotates it."""
+        by_second = np.full(max(self.second.max(initial=-1), seconds.max(initial=-1)) + 1, NO_LABEL, dtype=np.int64)
+        by_second[self.second] = self.label
+        return by_second[seconds]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A video's frame timestamps in presentation order, from demuxing alone (no decoding)."""
+
+    path: Path
+    pts: np.ndarray
+    time_base: Fraction
+
+    def first_at(self, seconds: np.ndarray, per: int) -> np.ndarray:
+        """The index of the first frame at or after `seconds / per` s from the video's first frame, the one
+        an input seek (`ffmpeg -ss`) decodes first; len(pts) where that is past the last frame."""
+        ticks = (self.pts - self.pts[0]) * self.time_base.numerator * per
+        return np.searchsorted(ticks, seconds * self.time_base.denominator, side="left")
+
+    def second(self, index: np.ndarray) -> np.ndarray:
+        """The second of the operation each frame falls in (its timestamp, floored)."""
+        return (self.pts[index] - self.pts[0]) * self.time_base.numerator // self.time_base.denominator
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One sampled frame: where it comes from and the second of the operation it shows."""
+    """One question's image: its record id and where the picture comes from."""
 
-    video: int
-    second: int
-    index: int | None
-    """Position among the video's frames; None for a frame read from a folder of extracted frames."""
-    pts: int | None
+    id: str
     source: Path
     """The video it is decoded from, or the extracted frame file."""
-
-    @property
-    def id(self) -> str:
-        if self.index is None:
-            return f"video_{self.video:02d}/second_{self.second:05d}"
-        return f"video_{self.video:02d}/frame_{self.index:06d}"
+    pts: int | None = None
+    """The frame's timestamp in `source`; None for an extracted frame file."""
+    image: str | None = None
+    """Where a decoded frame is written, relative to `--out`; None for an extracted frame, used where it is."""
 
 
 @register(
     "pitvis-vqa",
     params={
-        "every": "keep 1 of every N decoded video frames (default 6, the paper's rate)",
+        "sample": "released (every Nth annotation row, the frame at int_time/24 s, as the authors' builder; default), "
+        "seconds (every Nth row, the frame at its second) or frames (every Nth decoded frame, the paper's text)",
+        "every": "the N of --param sample (default 6)",
         "test_videos": f"comma-separated video numbers of the test split (default {TEST_VIDEOS})",
-        "frames": "folder of extracted frames, DIR/video_XX/<second>.png (organisers' layout): no video decoding",
+        "frames": "folder of extracted frames, DIR/video_XX/<second>.png (organisers' layout), with sample=seconds: "
+        "no video decoding",
+        "prompt": "released (the authors' builder's prompt, byte for byte; default) or paper (App. B.2's suffix, "
+        "without blank line or period)",
     },
 )
 def build(options: BuildOptions) -> BuildResult:
     """PitVis-2023 videos or extracted frames + annotation CSVs -> 6-option instrument MCQs (pitvis_vqa_<split>)."""
     source = options.require_source("the PitVis folder (video_XX.mp4, annotations_XX.csv, map_instruments.csv)")
     check_split(options.split, "pitvis-vqa")
+    layout = prompt_layout(options)
+    sample = options.param("sample", "released")
+    if sample not in SAMPLES:
+        raise ForgetkitError(f"--param sample={sample} is not one of: {', '.join(SAMPLES)}")
     every = _positive_int(options.param("every", "6"), "every")
     test_videos = {_positive_int(v, "test_videos") for v in options.param("test_videos", TEST_VIDEOS).split(",")}
     frames_dir = options.param("frames")
     if frames_dir is not None:
-        if "every" in options.params:
-            raise ForgetkitError("--param every applies to decoded videos; extracted frames are one per second")
+        if sample != "seconds":
+            raise ForgetkitError(
+                "--param frames=DIR holds one frame per second, so it can only show a row's own second: "
+                "add --param sample=seconds"
+            )
         if not Path(frames_dir).is_dir():
             raise ForgetkitError(f"--param frames={frames_dir} is not a folder; pass the one holding video_XX/ folders")
     ids, names = instrument_classes(source)
@@ -142,7 +209,9 @@ def build(options: BuildOptions) -> BuildResult:
 
     skips = Skips(options.strict, "pitvis")
     position = {instrument: i for i, instrument in enumerate(ids)}
-    frames, truth, unlabelled = labelled_frames(videos, annotations, video_files, position, frames_dir, every, skips)
+    frames, truth, unmatched = sampled_frames(
+        videos, annotations, video_files, position, Sampling(sample, every, frames_dir), skips
+    )
 
     rng = np.random.default_rng(options.seed)
     chosen = seeded_subset(len(frames), options.limit, rng)
@@ -164,13 +233,16 @@ def build(options: BuildOptions) -> BuildResult:
         truth[keep],
         option_ids[keep],
         answers[keep],
+        layout,
     )
     details = {
         "videos": videos,
         "videos_without_annotations": unannotated,
-        "every": every if frames_dir is None else None,
+        "sample": sample,
+        "every": every,
         "frames": frames_dir,
-        "frames_without_label": unlabelled,
+        "frames_without_label" if sample == "frames" else "rows_without_frame": unmatched,
+        "prompt": layout,
     }
     return export(records, name, options, skipped=skips.items, details=details)
 
@@ -202,42 +274,53 @@ def instrument_classes(source: Path) -> tuple[list[int], list[str]]:
     return ids, ["/".join(names[i]) for i in ids]
 
 
-def labelled_frames(
+@dataclass(frozen=True)
+class Sampling:
+    """Which frames become questions: `--param sample`, `every` and `frames`."""
+
+    sample: str
+    every: int
+    frames_dir: str | None
+
+
+def sampled_frames(
     videos: list[int],
     annotations: dict[int, Path],
     video_files: dict[int, Path],
     position: dict[int, int],
-    frames_dir: str | None,
-    every: int,
+    sampling: Sampling,
     skips: Skips,
 ) -> tuple[list[Frame], np.ndarray, int]:
-    """The sampled frames of `videos` that fall in an annotated second, their class positions, and how
-    many sampled frames had no annotation."""
+    """The frames `sampling` takes from `videos`, their class positions, and how many sampled rows had no
+    frame (or, sampling frames, how many sampled frames had no annotated second)."""
     frames: list[Frame] = []
-    truth: list[np.ndarray] = []
-    unlabelled = 0
+    truth: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    unmatched = 0
     for video in videos:
-        labels = read_annotations(annotations[video], video, position, skips)
-        if frames_dir is not None:
-            found = folder_frames(Path(frames_dir), video, skips)
-        elif video in video_files:
-            found = video_frames(video_files[video], video, every, skips)
-        else:
+        rows = read_annotations(annotations[video], video, position, skips)
+        if sampling.frames_dir is not None:
+            found, label, missed = folder_frames(Path(sampling.frames_dir), video, rows.every(sampling.every), skips)
+        elif video not in video_files:
             skips.add(f"video_{video:02d}.mp4", f"{annotations[video].name} has no video beside it")
-            found = []
-        seconds = np.array([frame.second for frame in found], dtype=np.int64)
-        label = np.full(len(found), NO_LABEL, dtype=np.int64)
-        in_range = seconds < len(labels)
-        label[in_range] = labels[seconds[in_range]]
-        has_label = label != NO_LABEL
-        unlabelled += int((~has_label).sum())
-        frames.extend(frame for frame, keep in zip(found, has_label) if keep)
-        truth.append(label[has_label])
-    return frames, np.concatenate(truth), unlabelled
+            continue
+        else:
+            timeline = read_timeline(video_files[video], skips)
+            if timeline is None:
+                continue
+            if sampling.sample == "frames":
+                found, label, missed = stride_frames(video, timeline, rows, sampling.every)
+            else:
+                per = RELEASED_FPS if sampling.sample == "released" else 1
+                found, label, missed = row_frames(video, timeline, rows.every(sampling.every), per)
+        frames.extend(found)
+        truth.append(label)
+        unmatched += missed
+    return frames, np.concatenate(truth), unmatched
 
 
-def read_annotations(path: Path, video: int, position: dict[int, int], skips: Skips) -> np.ndarray:
-    """The class position of each second's `int_instrument1` (NO_LABEL where no usable row says).
+def read_annotations(path: Path, video: int, position: dict[int, int], skips: Skips) -> Annotations:
+    """The usable rows of `path`, each with its place among the file's data rows (what the released
+    builder's row sampling counts).
 
     A row with the wrong field count, a non-integer or negative time, another video's number, an
     unknown instrument id or a second annotated twice is skipped and counted (or fatal with --strict).
@@ -275,41 +358,71 @@ def read_annotations(path: Path, video: int, position: dict[int, int], skips: Sk
     for line in sorted(bad_rows):
         skips.add(f"{path.name}:{line}", bad_rows[line])
     good = ~bad & ~twice
-    seconds = time[good].to_numpy(dtype=np.int64)
-    labels = np.full(int(seconds.max()) + 1 if len(seconds) else 0, NO_LABEL, dtype=np.int64)
-    labels[seconds] = instrument[good].map(position).to_numpy(dtype=np.int64)
-    return labels
+    ordinal = np.cumsum([bool(row) for row in rows[1:]], dtype=np.int64) - 1
+    return Annotations(
+        ordinal[table.index[good] - 2],
+        time[good].to_numpy(dtype=np.int64),
+        instrument[good].map(position).to_numpy(dtype=np.int64),
+    )
 
 
-def video_frames(path: Path, video: int, every: int, skips: Skips) -> list[Frame]:
-    """Every `every`-th frame of a video in presentation order, timed from its packets (no decoding)."""
+def read_timeline(path: Path, skips: Skips) -> Timeline | None:
+    """The frame timestamps of a video's first video stream, or None (skipped and counted) if it has none."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            time_base = stream.time_base
+            time_base = Fraction(stream.time_base)
             packets = [packet.pts for packet in container.demux(stream) if packet.size]
     except (av.FFmpegError, IndexError) as err:
         skips.add(path.name, f"cannot read video: {err}")
-        return []
+        return None
     if not packets or None in packets:
         skips.add(path.name, "no frames" if not packets else "frames without timestamps")
-        return []
-    pts = np.sort(np.asarray(packets, dtype=np.int64))
-    index = np.arange(0, len(pts), every)
-    seconds = (pts[index] - pts[0]) * time_base.numerator // time_base.denominator
-    return [Frame(video, int(s), int(i), int(p), path) for i, p, s in zip(index, pts[index], seconds)]
+        return None
+    return Timeline(path, np.sort(np.asarray(packets, dtype=np.int64)), time_base)
 
 
-def folder_frames(root: Path, video: int, skips: Skips) -> list[Frame]:
-    """The organisers' extracted frames of one video, `root/video_XX/<second>.png`, in second order."""
+def row_frames(video: int, timeline: Timeline, rows: Annotations, per: int) -> tuple[list[Frame], np.ndarray, int]:
+    """One frame per row, the first at or after `int_time / per` s, and how many rows fall past the video's end."""
+    index = timeline.first_at(rows.second, per)
+    inside = index < len(timeline.pts)
+    frames = [
+        _decoded(video, f"second_{second:05d}", timeline, i)
+        for second, i in zip(rows.second[inside].tolist(), index[inside].tolist())
+    ]
+    return frames, rows.label[inside], int((~inside).sum())
+
+
+def stride_frames(video: int, timeline: Timeline, rows: Annotations, every: int) -> tuple[list[Frame], np.ndarray, int]:
+    """Every `every`-th frame, labelled with the row of the second it falls in, and how many fall in no
+    annotated second."""
+    index = np.arange(0, len(timeline.pts), every)
+    label = rows.at(timeline.second(index))
+    has = label != NO_LABEL
+    frames = [_decoded(video, f"frame_{i:06d}", timeline, i) for i in index[has].tolist()]
+    return frames, label[has], int((~has).sum())
+
+
+def folder_frames(root: Path, video: int, rows: Annotations, skips: Skips) -> tuple[list[Frame], np.ndarray, int]:
+    """The organisers' extracted frame of each row's second, `root/video_XX/<second>.png`, and how many rows
+    have none."""
     folder = root / f"video_{video:02d}"
     if not folder.is_dir():
         skips.add(folder.name, f"no frame folder {folder} for annotations_{video:02d}.csv")
-        return []
-    files = sorted(
-        (int(p.stem), p) for p in folder.iterdir() if p.stem.isdigit() and p.suffix.lower() in IMAGE_SUFFIXES
+        return [], np.empty(0, dtype=np.int64), 0
+    files = {int(p.stem): p for p in folder.iterdir() if p.stem.isdigit() and p.suffix.lower() in IMAGE_SUFFIXES}
+    has = np.array([second in files for second in rows.second.tolist()], dtype=bool)
+    frames = [Frame(f"video_{video:02d}/second_{s:05d}", files[s]) for s in rows.second[has].tolist()]
+    return frames, rows.label[has], int((~has).sum())
+
+
+def _decoded(video: int, item: str, timeline: Timeline, index: int) -> Frame:
+    return Frame(
+        f"video_{video:02d}/{item}",
+        timeline.path,
+        int(timeline.pts[index]),
+        f"images/pitvis/mjpeg-q2/video_{video:02d}/frame_{index:06d}.jpg",
     )
-    return [Frame(video, second, None, None, path) for second, path in files]
 
 
 def frame_images(frames: list[Frame], out: Path, skips: Skips) -> list[str | None]:
@@ -319,34 +432,47 @@ def frame_images(frames: list[Frame], out: Path, skips: Skips) -> list[str | Non
     last missing one; extracted frames are checked and referenced where they are.
     """
     images: list[str | None] = [None] * len(frames)
-    missing: dict[Path, dict[int, int]] = {}
+    missing: dict[Path, dict[int, list[int]]] = {}
     for i, frame in enumerate(frames):
-        if frame.index is None:
+        if frame.image is None:
             images[i] = _checked(frame, out, skips)
-            continue
-        relative = f"images/pitvis/{frame.id}.jpg"
-        if (out / relative).exists():
-            images[i] = relative
+        elif (out / frame.image).exists():
+            images[i] = frame.image
         else:
-            missing.setdefault(frame.source, {})[frame.pts] = i
+            missing.setdefault(frame.source, {}).setdefault(frame.pts, []).append(i)
     for video, todo in missing.items():
         try:
             with av.open(str(video)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 for decoded in container.decode(stream):
-                    i = todo.pop(decoded.pts, None)
-                    if i is not None:
-                        images[i] = f"images/pitvis/{frames[i].id}.jpg"
-                        write_image(decoded.to_image(), out / images[i])
+                    waiting = todo.pop(decoded.pts, [])
+                    if waiting:
+                        write_frame(decoded, out / frames[waiting[0]].image)
+                    for i in waiting:
+                        images[i] = frames[i].image
                     if not todo:
                         break
             reason = f"not found when decoding {video.name}"
         except av.FFmpegError as err:
             reason = f"decoding {video.name} failed: {err}"
-        for i in todo.values():
+        for i in (i for waiting in todo.values() for i in waiting):
             skips.add(frames[i].id, reason)
     return images
+
+
+def write_frame(frame: av.VideoFrame, path: Path) -> None:
+    """The frame as the released builder's `ffmpeg -i video -vframes 1 -q:v 2 frame.jpg` writes it: FFmpeg's
+    MJPEG encoder on full-range YUV 4:2:0 at a fixed quantiser of 2; written atomically, so a killed build
+    leaves no truncated file that a rerun would take as done."""
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = frame.width, frame.height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.qscale = True
+    encoder.qmin = encoder.qmax = FFMPEG_QSCALE
+    packets = encoder.encode(frame.reformat(format="yuvj420p")) + encoder.encode(None)
+    with atomic.atomic_open(path, "wb") as handle:
+        handle.writelines(bytes(packet) for packet in packets)
 
 
 def _checked(frame: Frame, out: Path, skips: Skips) -> str | None:

@@ -1,37 +1,46 @@
 """What the two rare-domain builders (BSCCM and PitVis, paper App. B.2) share.
 
 Both ask 6-option questions in which some options are always offered and the rest are drawn at
-random from the other classes (no CLIP ranking: the paper samples them uniformly), both write the
-images they cut out of their sources as files LLaMA-Factory can open, and both skip-and-count
-unreadable items unless `--strict`.
+random from the other classes (no CLIP ranking: the paper samples them uniformly), both lay the prompt
+out as the authors' released builders do (`--param prompt=paper` for the paper's text), and both
+skip-and-count unreadable items unless `--strict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from forgetkit import atomic
+from datasets_builders.registry import BuildOptions
 from forgetkit.errors import ForgetkitError
 from forgetkit.records import LETTERS, MCQRecord
 
 N_OPTIONS = 6
 ANSWER_SUFFIX = "Please answer with a single letter (A, B, C, D, E or F)"
-"""Appended after the options of every rare-domain question, verbatim from the paper (App. B.2: "appended
+"""Appended after the options of every rare-domain question, as the paper quotes it (App. B.2: "appended
 at the end")."""
+
+INSTRUCTIONS = {"released": f"\n{ANSWER_SUFFIX}.", "paper": ANSWER_SUFFIX}
+"""`MCQRecord.instruction` per `--param prompt`: the released builders (MLLM-Forgetting@16d5831,
+`data/processors/{microscopy/bsccm,surgical/surgical}_to_vqa.py`) put a blank line between the options and
+the suffix and end it with a period; the paper's text shows neither."""
 
 SPLITS = ("train", "test")
 """The paper's two sets per rare domain (its LF datasets are bsccm_vqa_train/_test, surgical_vqa_train/_test)."""
-
-_SAVE_ARGS = {".png": {"format": "PNG"}, ".jpg": {"format": "JPEG", "quality": 95}}
 
 
 def check_split(split: str, builder: str) -> None:
     if split not in SPLITS:
         raise ForgetkitError(f"{builder} builds --split train or --split test (the paper's two sets), not {split!r}")
+
+
+def prompt_layout(options: BuildOptions) -> str:
+    """The `--param prompt` a rare-domain build asked for, checked."""
+    layout = options.param("prompt", "released")
+    if layout not in INSTRUCTIONS:
+        raise ForgetkitError(f"--param prompt={layout} is not one of: {', '.join(INSTRUCTIONS)}")
+    return layout
 
 
 def sample_options(
@@ -71,8 +80,10 @@ def mcq_records(
     truth: np.ndarray,
     options: np.ndarray,
     answers: np.ndarray,
+    layout: str,
 ) -> list[MCQRecord]:
-    """One record per question; `truth` and `options` hold indices into `class_names`."""
+    """One record per question; `truth` and `options` hold indices into `class_names`; `layout` is a
+    `prompt_layout`."""
     return [
         MCQRecord(
             id=f"{dataset}/{item}",
@@ -82,14 +93,7 @@ def mcq_records(
             answer=LETTERS[answer],
             class_label=class_names[label],
             source=dataset,
-            instruction=ANSWER_SUFFIX,
+            instruction=INSTRUCTIONS[layout],
         )
         for item, image, question, label, row, answer in zip(ids, images, questions, truth, options, answers)
     ]
-
-
-def write_image(image: Image.Image, path: Path) -> None:
-    """PNG or JPEG (quality 95) by suffix, written atomically: a killed build leaves no truncated file
-    that a rerun would take as done."""
-    with atomic.atomic_open(path, "wb") as handle:
-        image.save(handle, **_SAVE_ARGS[path.suffix.lower()])

@@ -1,5 +1,6 @@
 """`forgetkit build-data bsccm-vqa` on a tiny BSCCM written in the real on-disk layout the `bsccm` package reads."""
 
+import io
 import json
 import re
 import shutil
@@ -15,7 +16,7 @@ from PIL import Image
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
 from datasets_builders.bsccm_vqa import CHANNELS, CLASS_NAMES, FIXED_OPTIONS, QUESTIONS, channel_type, to_uint8
-from datasets_builders.rare_domains import ANSWER_SUFFIX
+from datasets_builders.rare_domains import INSTRUCTIONS
 from forgetkit.errors import ForgetkitError
 
 GATES = (  # BSCCM's ten cell-type gates, in the column order of BSCCM_surface_markers.csv
@@ -37,6 +38,17 @@ AMBIGUOUS = 200  # in two gates at once
 BRIGHT_CELL = 100  # its Brightfield plane spans the whole 12-bit range
 SIZE = 12
 ASKED = ("Brightfield", "DF_50", "DF_70_Bottom", "DPC_Left", "LED119")  # one channel of each kind keeps the tests fast
+RELEASED_PROMPT = (
+    "<image>\nWhat type of white blood cell is shown in this dark field (50\u00b0 illumination) microscopy image?\n"
+    "A. {}\nB. {}\nC. {}\nD. {}\nE. {}\nF. {}\n\nPlease answer with a single letter (A, B, C, D, E or F)."
+)
+"""bsccm_to_vqa.py@16d5831: its first question template with _get_channel_description('DF_50'), then
+"\\n".join() of the option lines and "\\nPlease answer with a single letter (A, B, C, D, E or F).", the LF
+prompt column as is."""
+PAPER_PROMPT = (
+    "<image>\nWhat type of white blood cell is shown in this dark field (50 illumination) microscopy image?\n"
+    "A. {}\nB. {}\nC. {}\nD. {}\nE. {}\nF. {}\nPlease answer with a single letter (A, B, C, D, E or F)"
+)
 
 
 def write_bsccm(root: Path) -> Path:
@@ -140,19 +152,39 @@ def test_questions_use_the_papers_wordings_for_the_images_channel_and_end_with_t
     for row in rows:
         channel = row["id"].rsplit("/", 1)[1]
         assert row["image"].startswith(f"images/bsccm/camera/{channel}/")
-        assert row["instruction"] == ANSWER_SUFFIX
+        assert row["instruction"] == INSTRUCTIONS["released"]
         matches = [q for q in QUESTIONS if q.format(channel_type=channel_type(channel)) == row["question"]]
         assert len(matches) == 1, row["question"]
         wordings.add(matches[0])
     assert wordings == set(QUESTIONS)
 
 
-def test_channel_types_are_spelled_as_in_the_paper() -> None:
+def test_channel_types_are_spelled_as_the_released_builder_spells_them_or_as_the_paper() -> None:
     assert channel_type("Brightfield") == "brightfield"
-    assert channel_type("DF_50") == "dark field (50 illumination)"
-    assert channel_type("DF_70_Bottom") == "dark field (70 bottom illumination)"
+    assert channel_type("DF_50") == "dark field (50\u00b0 illumination)"
+    assert channel_type("DF_70_Bottom") == "dark field (70\u00b0 bottom illumination)"
+    assert channel_type("DF_80_Right") == "dark field (80\u00b0 right illumination)"
     assert channel_type("DPC_Left") == "differential phase contrast (left illumination)"
-    assert len({channel_type(c) for c in CHANNELS}) == 23
+    assert channel_type("LED119") == "LED119 illumination"
+    assert channel_type("DF_50", "paper") == "dark field (50 illumination)"
+    assert channel_type("DF_70_Bottom", "paper") == "dark field (70 bottom illumination)"
+    assert len({channel_type(c) for c in CHANNELS}) == len({channel_type(c, "paper") for c in CHANNELS}) == 23
+
+
+def prompts(out: Path) -> list[str]:
+    """The LF prompts of the test split whose wording is the first template."""
+    contents = [row["messages"][0]["content"] for row in json.loads((out / "bsccm_vqa_test.json").read_text())]
+    return [content for content in contents if content.startswith("<image>\nWhat type of white blood cell")]
+
+
+def test_prompt_is_the_released_builders_byte_for_byte_or_the_papers(bsccm: Path, tmp_path: Path) -> None:
+    build(bsccm, tmp_path / "released", params={"channels": "DF_50"})
+    build(bsccm, tmp_path / "paper", params={"channels": "DF_50", "prompt": "paper"})
+    for layout, expected in (("released", RELEASED_PROMPT), ("paper", PAPER_PROMPT)):
+        found = prompts(tmp_path / layout)
+        assert found
+        for content in found:
+            assert content == expected.format(*(line[3:] for line in content.splitlines()[2:8]))
 
 
 def test_train_and_test_split_the_labelled_cells_per_class(built: Path) -> None:
@@ -171,16 +203,20 @@ def test_unlabelled_and_two_gate_cells_are_skipped_and_counted(built: Path) -> N
     assert manifest["counts"]["skipped"] == 0
 
 
-def test_images_are_8_bit_pngs_on_the_cameras_12_bit_scale(built: Path) -> None:
+def test_images_are_jpegs_at_pils_default_quality_of_the_released_8_bit_scale(built: Path) -> None:
     rows = [r for r in records(built, "train") + records(built) if r["id"].endswith(f"cell_{BRIGHT_CELL}/Brightfield")]
-    pixels = np.asarray(Image.open(built / rows[0]["image"]))
-    assert pixels.dtype == np.uint8 and pixels.shape == (SIZE, SIZE)
-    assert pixels.min() == 0 and pixels.max() == 255
+    assert rows[0]["image"].endswith(f"/cell_{BRIGHT_CELL}.jpg")
+    plane = np.linspace(0, 4095, SIZE * SIZE).astype(np.uint16).reshape(SIZE, SIZE)
+    released = io.BytesIO()  # bsccm_to_vqa.py@16d5831: (image / 4095.0 * 255).astype(np.uint8), Image.save("....jpg")
+    Image.fromarray((plane / 4095.0 * 255).astype(np.uint8)).save(released, format="JPEG")
+    assert (built / rows[0]["image"]).read_bytes() == released.getvalue()
+    with Image.open(built / rows[0]["image"]) as image:
+        assert image.format == "JPEG" and image.mode == "L" and image.size == (SIZE, SIZE)
 
 
-def test_normalisation_keeps_the_camera_scale_or_stretches_each_image() -> None:
+def test_normalisation_keeps_the_camera_scale_or_stretches_each_image_and_truncates() -> None:
     plane = np.array([[0, 100], [2000, 5000]], dtype=np.uint16)
-    assert to_uint8(plane, "camera").tolist() == [[0, 6], [125, 255]]
+    assert to_uint8(plane, "camera").tolist() == [[0, 6], [124, 255]]  # 2000 / 4095 * 255 = 124.5
     assert to_uint8(plane, "minmax").tolist() == [[0, 5], [102, 255]]
     assert to_uint8(np.array([[-1.0, 1.0]], dtype=np.float32), "camera").tolist() == [[0, 255]]
     assert to_uint8(np.full((2, 2), 7, dtype=np.uint16), "minmax").tolist() == [[0, 0], [0, 0]]
@@ -189,8 +225,8 @@ def test_normalisation_keeps_the_camera_scale_or_stretches_each_image() -> None:
 def test_lf_rows_and_tsv_carry_six_lettered_options(built: Path) -> None:
     for row in json.loads((built / "bsccm_vqa_test.json").read_text()):
         lines = row["messages"][0]["content"].removeprefix("<image>\n").splitlines()
-        assert lines[-1] == ANSWER_SUFFIX
-        assert [line[:3] for line in lines[1:-1]] == ["A. ", "B. ", "C. ", "D. ", "E. ", "F. "]
+        assert lines[-2:] == ["", "Please answer with a single letter (A, B, C, D, E or F)."]
+        assert [line[:3] for line in lines[1:-2]] == ["A. ", "B. ", "C. ", "D. ", "E. ", "F. "]
         assert row["messages"][1]["content"] in "ABCDEF"
     header = (built / "bsccm_vqa_test.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["index", "image", "question", "A", "B", "C", "D", "E", "F", "answer", "category"]
@@ -217,7 +253,8 @@ def test_all_23_channels_by_default_and_limit_takes_a_seeded_subset(bsccm: Path,
     rows = build(bsccm, tmp_path / "a", params={"channels": "DPC_Left,DF_50"})
     assert len(rows) == 14 * 2
     assert all(
-        re.search(r"(differential phase contrast \(left|dark field \(50) illumination\)", r["question"]) for r in rows
+        re.search(r"(differential phase contrast \(left|dark field \(50\u00b0) illumination\)", r["question"])
+        for r in rows
     )
     limited = build(bsccm, tmp_path / "b", limit=7, seed=3)
     assert len(limited) == 7
