@@ -12,7 +12,9 @@ into the model it was trained on (`llamafactory-cli export`) and starts the next
 configs (the vision tower stays frozen); a sequence's `part` overrides it.
 `replay: N` trains every task after the first on `<train>_replay<N>` (the task's rows plus N of every
 earlier task's, built by `build-data mllm-cl --param replay=N`). After each task the model is
-evaluated on the test set of every task seen so far, so the run keeps the task x stage accuracy matrix.
+evaluated on the test set of every task (`eval: all`, the default, as the authors' eval generators
+do; this gives forward transfer) or of the tasks seen so far (`eval: seen`), so the run keeps the
+task x stage accuracy matrix.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ if TYPE_CHECKING:
 
 STRATEGIES = {"inclora": Method.lora, "seqfull": Method.full}
 """Strategy -> the fine-tuning method each of its tasks uses."""
-KEYS = {"tasks", "train", "test", "sequences"}
+KEYS = {"tasks", "train", "test", "eval", "sequences"}
+EVALS = ("all", "seen")
+"""After each task, test every task (the authors' generators; forward transfer needs it) or those seen so far."""
 RecipeResolver = Callable[[dict, str, tuple[str, ...]], Recipe]
 
 
@@ -51,6 +55,7 @@ class Continual:
     sequences: dict[str, Sequence]
     train: str = "mllmcl_{task}_train"
     test: str = "mllmcl_{task}_test"
+    eval: str = "all"
 
     def train_set(self, index: int, replay: int | None) -> str:
         """Task `index`'s training set; with replay, every task after the first trains on its replay build."""
@@ -63,6 +68,10 @@ class Continual:
     @property
     def test_sets(self) -> tuple[str, ...]:
         return tuple(self.test_set(task) for task in self.tasks)
+
+    def tested_after(self, index: int) -> tuple[str, ...]:
+        """The test sets the model answers after learning task `index`."""
+        return self.test_sets if self.eval == "all" else self.test_sets[: index + 1]
 
 
 def stage_label(sequence: str, index: int, task: str) -> str:
@@ -90,7 +99,10 @@ def parse_continual(raw: Any, where: str, resolve: RecipeResolver) -> Continual:
     sequences = raw.get("sequences")
     if not isinstance(sequences, dict) or not sequences:
         raise ForgetkitError(f"{where}.sequences must map sequence names to {{strategy: inclora|seqfull, ...}}")
-    continual = Continual(tuple(tasks), {}, **patterns)
+    evaluate = raw.get("eval", "all")
+    if evaluate not in EVALS:
+        raise ForgetkitError(f"{where}.eval {evaluate!r} unknown; use all (every task after every task) or seen")
+    continual = Continual(tuple(tasks), {}, **patterns, eval=evaluate)
     parsed = {
         str(name): _sequence(str(name), values, f"{where}.sequences.{name}", continual, resolve)
         for name, values in sequences.items()
@@ -124,7 +136,7 @@ def _sequence(name: str, values: Any, where: str, continual: Continual, resolve:
 
 def continual_steps(study: Study, run: RunDir, model: ModelSpec) -> list[Step]:
     """Every sequence's stages in order: per task, train from the previous model (IncLoRA: then merge),
-    then evaluate on the test sets of the tasks seen so far."""
+    then evaluate on the test sets `continual.eval` names."""
     assert study.continual is not None
     steps: list[Step] = []
     for sequence in study.continual.sequences.values():
@@ -150,8 +162,7 @@ def _sequence_steps(
             current, after = str(merged), (export.name,)
         else:
             current, after = str(trained), (train.name,)
-        seen = continual.test_sets[: index + 1]
-        steps.extend(eval_steps(study, run, model, current, label, seen, after=after))
+        steps.extend(eval_steps(study, run, model, current, label, continual.tested_after(index), after=after))
     return steps
 
 

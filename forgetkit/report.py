@@ -406,12 +406,15 @@ def continual_metrics(
     value: Callable[[Cell], Value],
     mean: Callable[[list[Value]], Value],
     change: Callable[[Cell, Cell], Value],
+    zero_shot: Sequence[Cell | None] = (),
 ) -> dict[str, Any]:
     """PROTOCOL.md §4 on a task x stage matrix M (row i: after learning task i; column j: task j's test set):
-    Last[j] = M[T-1][j]; Average[j] = the mean of M[j][0..j] (the tasks seen when task j is learned); and the
-    standard backward transfer BWT = the mean over j < T-1 of (M[T-1][j] - M[j][j]). A value that needs a cell
-    not evaluated is None. `value`, `mean` and `change(before, after)` say what cells are: plain accuracies, or
-    (in the report) (stage, test set) keys turned into bootstrap estimates."""
+    Last[j] = M[T-1][j]; Average[j] = the mean of M[j][0..j] (the tasks seen when task j is learned); the
+    standard backward transfer BWT = the mean over j < T-1 of (M[T-1][j] - M[j][j]); and forward transfer
+    FWT = the mean over j > 0 of (M[j-1][j] - Z[j]), Z being the zero-shot model on task j's test set (what
+    learning the earlier tasks did for a task not yet learned; it needs `continual.eval: all`). A value that
+    needs a cell not evaluated is None. `value`, `mean` and `change(before, after)` say what cells are: plain
+    accuracies, or (in the report) (stage, test set) keys turned into bootstrap estimates."""
     tasks = len(matrix)
     complete = all(cell is not None for cell in matrix[-1])
     last = [value(cell) if complete else None for cell in matrix[-1]]
@@ -423,7 +426,11 @@ def continual_metrics(
     bwt = None
     if tasks > 1 and complete and all(cell is not None for cell in diagonal):
         bwt = mean([change(before, after) for before, after in zip(diagonal, matrix[-1])])
-    return {"last": last, "average": average, "bwt": bwt}
+    ahead = [(zero_shot[j], matrix[j - 1][j]) for j in range(1, tasks)] if len(zero_shot) == tasks else []
+    fwt = None
+    if ahead and all(before is not None and after is not None for before, after in ahead):
+        fwt = mean([change(before, after) for before, after in ahead])
+    return {"last": last, "average": average, "bwt": bwt, "fwt": fwt}
 
 
 def _continual(stats: Stats, layouts: Mapping[str, dict]) -> dict[str, dict]:
@@ -433,11 +440,13 @@ def _continual(stats: Stats, layouts: Mapping[str, dict]) -> dict[str, dict]:
     for name, layout in layouts.items():
         stages, tests = layout["stages"], layout["tests"]
         keys = [[(stage, test) if stats.has(stage, test) else None for test in tests] for stage in stages]
+        zero_shot = [(ZERO_SHOT, test) if stats.has(ZERO_SHOT, test) else None for test in tests]
         metrics = continual_metrics(
             keys,
             lambda cell: stats.accuracy(*cell),
             mean_of,
             lambda before, after: stats.change(before[0], after[0], after[1], before[1]),
+            zero_shot,
         )
         result[name] = {
             "strategy": layout.get("strategy"),
@@ -449,10 +458,8 @@ def _continual(stats: Stats, layouts: Mapping[str, dict]) -> dict[str, dict]:
             "last": [_interval_dict(cell) for cell in metrics["last"]],
             "average": [_interval_dict(cell) for cell in metrics["average"]],
             "bwt": _interval_dict(metrics["bwt"]),
-            "zero_shot": [
-                _interval_dict(stats.accuracy(ZERO_SHOT, test)) if stats.has(ZERO_SHOT, test) else None
-                for test in tests
-            ],
+            "fwt": _interval_dict(metrics["fwt"]),
+            "zero_shot": [_interval_dict(cell and stats.accuracy(*cell)) for cell in zero_shot],
         }
     return result
 
@@ -700,14 +707,21 @@ def _zero_shot_sequence(numbers: dict) -> dict | None:
     if not any(first["zero_shot"]):
         return None
     blank = [None] * len(first["tasks"])
-    return {"tasks": first["tasks"], "last": first["zero_shot"], "average": blank, "bwt": None, "strategy": None}
+    return {
+        "tasks": first["tasks"],
+        "last": first["zero_shot"],
+        "average": blank,
+        "bwt": None,
+        "fwt": None,
+        "strategy": None,
+    }
 
 
 def _table3_row(name: str, sequence: dict) -> dict[str, Any]:
     row: dict[str, Any] = {"sequence": name, "strategy": sequence.get("strategy"), "replay": sequence.get("replay")}
     for task, last, average in zip(sequence["tasks"], sequence["last"], sequence["average"]):
         row |= _fields(last, f"{task} last", "pct") | _fields(average, f"{task} average", "pct")
-    return row | _fields(sequence.get("bwt"), "bwt", "pp")
+    return row | _fields(sequence.get("bwt"), "bwt", "pp") | _fields(sequence.get("fwt"), "fwt", "pp")
 
 
 def _fields(cell: dict | None, name: str = "accuracy", unit: str = "pct") -> dict[str, Any]:
@@ -778,7 +792,12 @@ def _table2_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
 def _table3_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
     sequences = dict(numbers["continual"])
     tasks = next(iter(sequences.values()))["tasks"]
-    header = ["method", *(f"{task} {metric} (%)" for task in tasks for metric in ("Last", "Average")), "BWT (pp)"]
+    header = [
+        "method",
+        *(f"{task} {metric} (%)" for task in tasks for metric in ("Last", "Average")),
+        "BWT (pp)",
+        "FWT (pp)",
+    ]
     if zero_shot := _zero_shot_sequence(numbers):
         sequences = {ZERO_SHOT: zero_shot, **sequences}
     rows = []
@@ -787,8 +806,14 @@ def _table3_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
         settings += [f"replay {sequence['replay']}"] if sequence.get("replay") else []
         label = f"{name} ({', '.join(settings)})" if settings else name
         metrics = [_cell(cell) for pair in zip(sequence["last"], sequence["average"]) for cell in pair]
-        bwt = sequence["bwt"]
-        rows.append([label, *metrics, "-" if bwt is None else _change_cell(_fields(bwt, "change", "pp"))])
+        transfer = [sequence[key] for key in ("bwt", "fwt")]
+        rows.append(
+            [
+                label,
+                *metrics,
+                *("-" if cell is None else _change_cell(_fields(cell, "change", "pp")) for cell in transfer),
+            ]
+        )
     return header, rows
 
 
@@ -858,7 +883,8 @@ def _markdown(numbers: dict) -> str:
             "## Continual learning (PROTOCOL.md §4)\n\nLast: each task's accuracy after the final task. Average: "
             "for each task, the mean accuracy over the tasks seen so far when it is learned. BWT (backward "
             "transfer): the mean over all tasks but the last of (accuracy after the final task - accuracy just "
-            "after learning it).\n\n### Table 3\n\n" + _md_table(*_table3_cells(numbers))
+            "after learning it). FWT (forward transfer): the mean over all tasks but the first of (accuracy just "
+            "before learning it - zero-shot accuracy on it).\n\n### Table 3\n\n" + _md_table(*_table3_cells(numbers))
         )
         for name, sequence in numbers["continual"].items():
             header = ["stage", *(f"{task} (%)" for task in sequence["tasks"])]

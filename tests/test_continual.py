@@ -71,11 +71,10 @@ def test_inclora_trains_each_task_from_the_previous_merge_and_evaluates_every_se
     assert [name for name in steps if name.startswith(("train inc", "export inc", "predict inc"))] == [
         "train inc/task-1-rs",
         "export inc/task-1-rs-merged",
-        "predict inc/task-1-rs mllmcl_rs_test",
+        *(f"predict inc/task-1-rs {t}" for t in tests),  # every task after every task, as the authors' evals
         "train inc/task-2-med",
         "export inc/task-2-med-merged",
-        "predict inc/task-2-med mllmcl_rs_test",
-        "predict inc/task-2-med mllmcl_med_test",
+        *(f"predict inc/task-2-med {t}" for t in tests),
         "train inc/task-3-ad",
         "export inc/task-3-ad-merged",
         *(f"predict inc/task-3-ad {t}" for t in tests),
@@ -94,6 +93,18 @@ def test_inclora_trains_each_task_from_the_previous_merge_and_evaluates_every_se
     assert export["model_name_or_path"] == str(run.checkpoints("inc/task-1-rs-merged"))
     assert export["adapter_name_or_path"] == str(run.checkpoints("inc/task-2-med"))
     assert export["export_dir"] == str(run.checkpoints("inc/task-2-med-merged.partial"))
+
+
+def test_eval_seen_tests_only_the_tasks_learned_so_far(tmp_path: Path) -> None:
+    raw = yaml.safe_load(SPEC)
+    raw["continual"]["eval"] = "seen"
+    steps = [step.name for step in plan(load_study(write(tmp_path, yaml.safe_dump(raw))), RunDir(tmp_path / "run"))]
+    assert [name for name in steps if name.startswith("predict inc")] == [
+        "predict inc/task-1-rs mllmcl_rs_test",
+        "predict inc/task-2-med mllmcl_rs_test",
+        "predict inc/task-2-med mllmcl_med_test",
+        *(f"predict inc/task-3-ad mllmcl_{t}_test" for t in ("rs", "med", "ad")),
+    ]
 
 
 def test_seqfull_trains_each_task_from_the_last_tasks_model(tmp_path: Path) -> None:
@@ -131,6 +142,7 @@ def test_the_run_records_each_sequences_stages_and_test_sets(tmp_path: Path) -> 
         ({"sequences": {"x": {"strategy": "seqfull", "preset": "table3-a"}}}, "strategy seqfull trains with method"),
         ({"sequences": {"x y": {"strategy": "seqfull"}}}, "continual sequence name 'x y'"),
         ({"order": [1]}, "unknown key(s) ['order']"),
+        ({"eval": "future"}, "eval 'future' unknown; use all"),
     ],
 )
 def test_bad_continual_sections_name_the_problem(tmp_path: Path, change: dict, message: str) -> None:

@@ -132,6 +132,19 @@ def test_last_average_and_backward_transfer_of_a_hand_computed_matrix() -> None:
     assert metrics["bwt"] == pytest.approx(((0.50 - 0.80) + (0.70 - 0.90)) / 2)
     unfinished = continual_metrics(matrix[:2] + [[0.5, None, None]], float, lambda xs: sum(xs) / len(xs), None)
     assert unfinished["last"] == [None] * 3 and unfinished["bwt"] is None and unfinished["average"][2] is None
+    assert metrics["fwt"] is None, "forward transfer needs the zero-shot row and every task tested before it is learned"
+
+
+def test_forward_transfer_compares_each_task_before_it_is_learned_with_zero_shot() -> None:
+    matrix = [[0.80, 0.40, 0.30], [0.60, 0.90, 0.20], [0.50, 0.70, 0.95]]
+    zero_shot = [0.25, 0.50, 0.30]
+    metrics = continual_metrics(matrix, float, lambda xs: sum(xs) / len(xs), lambda a, b: b - a, zero_shot)
+    assert metrics["fwt"] == pytest.approx(((0.40 - 0.50) + (0.20 - 0.30)) / 2)
+    assert metrics["bwt"] == pytest.approx(((0.50 - 0.80) + (0.70 - 0.90)) / 2)
+    seen_only = [[0.80, None, None], [0.60, 0.90, None], [0.50, 0.70, 0.95]]
+    assert (
+        continual_metrics(seen_only, float, lambda xs: sum(xs) / len(xs), lambda a, b: b - a, zero_shot)["fwt"] is None
+    )
 
 
 QUADRANTS = {
@@ -228,11 +241,33 @@ def test_table3_row_of_a_continual_sequence(tmp_path: Path) -> None:
     assert [cell["value"] for cell in seq["average"]] == pytest.approx([80.0, 75.0, 71.6667], abs=1e-4)
     assert seq["bwt"]["value"] == -25.0 and seq["bwt"]["high"] < 0
     assert [cell["value"] for cell in seq["zero_shot"]] == [20.0, 25.0, 30.0]
+    assert seq["fwt"] is None  # tested on the tasks seen so far only (continual.eval: seen)
 
     out = write_report(run)
     table3 = (out / "table3.csv").read_text().splitlines()
     assert table3[1].startswith("zero-shot,") and table3[2].startswith("seq,seqfull,")
     assert "| seq (seqfull) | 50.00 [" in (out / "report.md").read_text()
+
+
+def test_forward_transfer_of_a_sequence_tested_on_every_task_after_every_task(tmp_path: Path) -> None:
+    zero_shot = {"a_test": answers(range(4), 20), "b_test": answers(range(10), 20)}
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: zero_shot,
+            "seq/task-1-a": {"a_test": answers(range(16), 20), "b_test": answers(range(4), 20)},
+            "seq/task-2-b": {"a_test": answers(range(12), 20), "b_test": answers(range(18), 20)},
+        },
+        continual={
+            "seq": CONTINUAL["seq"]
+            | {"tasks": ["a", "b"], "stages": ["seq/task-1-a", "seq/task-2-b"], "tests": ["a_test", "b_test"]}
+        },
+    )
+    out = write_report(run)
+    seq = json.loads((out / "numbers.json").read_text())["continual"]["seq"]
+    assert seq["fwt"]["value"] == -30.0 and seq["fwt"]["high"] < 0  # learning a cost b 30 pp before b was learned
+    assert seq["bwt"]["value"] == -20.0
+    assert "FWT (pp)" in (out / "report.md").read_text()
 
 
 def test_report_files_are_written_valid_and_identical_on_a_rerun(tmp_path: Path) -> None:
