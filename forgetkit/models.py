@@ -19,6 +19,8 @@ class ModelSpec:
     layers: int | None = None
     model_type: str | None = None
     """transformers' `model_type` (e.g. qwen2_5_vl): the registry's, or a local model's config.json's."""
+    vlmeval_entry: str | None = None
+    """The model's entry in VLMEvalKit's `vlmeval/config.py`, whose image limits its benchmarks run with."""
 
     def num_layers(self) -> int:
         """LLM layer count: the registry's, or `num_hidden_layers` in a local model's config.json."""
@@ -56,9 +58,13 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_vl", 36, "qwen2_5_vl"),
-        ModelSpec("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_vl", 28, "qwen2_5_vl"),
-        ModelSpec("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32, "llava"),
+        ModelSpec(
+            "qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_vl", 36, "qwen2_5_vl", "Qwen2.5-VL-3B-Instruct"
+        ),
+        ModelSpec(
+            "qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_vl", 28, "qwen2_5_vl", "Qwen2.5-VL-7B-Instruct"
+        ),
+        ModelSpec("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32, "llava", "llava_v1.5_7b"),
     )
 }
 TINY = "tiny-qwen2.5-vl"

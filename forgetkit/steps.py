@@ -99,7 +99,7 @@ def eval_steps(
     checkpoint is evaluated as `adapter` on `model_path`."""
     template = base.template
     benchmarks = tuple(name.removeprefix(VLMEVAL) for name in datasets if name.startswith(VLMEVAL))
-    steps = [_vlmeval_step(study, run, model_path, template, checkpoint, benchmarks, adapter)] if benchmarks else []
+    steps = [_vlmeval_step(study, run, model_path, base, checkpoint, benchmarks, adapter)] if benchmarks else []
     for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
         stage = f"predict {checkpoint} {dataset}"
         scratch = run.scratch(stage)
@@ -257,24 +257,32 @@ def _vlmeval_step(
     study: Study,
     run: RunDir,
     model_path: str,
-    template: str,
+    base: ModelSpec,
     checkpoint: str,
     names: tuple[str, ...],
     adapter: Path | None,
 ) -> Step:
     from forgetkit.stages.vlmeval_eval import RUNNER
 
-    if template not in VLMEVAL_KINDS:
+    if base.template not in VLMEVAL_KINDS:
         raise ForgetkitError(
-            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {template!r}"
+            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {base.template!r}"
+        )
+    pixels = (study.eval.vlmeval_min_pixels, study.eval.vlmeval_max_pixels)
+    if None in pixels and base.vlmeval_entry is None:
+        raise ForgetkitError(
+            f"vlmeval: {base.name} has no VLMEvalKit config entry to take its image limits from; "
+            "set eval.vlmeval_min_pixels and eval.vlmeval_max_pixels in the spec"
         )
     stage = f"vlmeval {checkpoint}"
     settings = {
         "model": model_path,
         "adapter": str(adapter) if adapter else None,
-        "kind": VLMEVAL_KINDS[template],
+        "kind": VLMEVAL_KINDS[base.template],
         "datasets": names,
-        "image_max_pixels": study.data.image_max_pixels,
+        "vlmeval_entry": base.vlmeval_entry if None in pixels else None,
+        "image_min_pixels": pixels[0],
+        "image_max_pixels": pixels[1],
         "max_new_tokens": study.eval.max_new_tokens,
         "device": study.hardware.device,
     }
@@ -304,6 +312,8 @@ def _vlmeval(study: Study, run: RunDir, stage: str, settings: dict, targets: lis
         kind=settings["kind"],
         adapter=Path(settings["adapter"]) if settings["adapter"] else None,
         device=settings["device"],
+        vlmeval_entry=settings["vlmeval_entry"],
+        image_min_pixels=settings["image_min_pixels"],
         image_max_pixels=settings["image_max_pixels"],
         max_new_tokens=settings["max_new_tokens"],
     )

@@ -56,6 +56,10 @@ class EvalSpec:
     """`greedy`, or `lf-defaults`: no generation keys, so LF's own defaults apply (sampling at temperature 0.95,
     top_p 0.7, 1024 new tokens; `max_new_tokens` is not used), seeded by the study's seed. The authors' eval
     configs set no generation keys, so their numbers come from `lf-defaults`."""
+    vlmeval_min_pixels: int | None = None
+    vlmeval_max_pixels: int | None = None
+    """Image area limits of the `vlmeval:` benchmarks; None: VLMEvalKit's own for the model (its config entry:
+    Qwen2.5-VL 1280x28x28 to 16384x28x28, which gave the paper's zero-shot MMMU and VMCBench; none for LLaVA)."""
     lmudata: str = "lmudata"
     """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
 

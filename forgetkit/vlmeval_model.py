@@ -2,9 +2,9 @@
 
 VLMEvalKit's own `Qwen2VLChat` needs CUDA, `nvidia-smi` and flash-attention 2, and its LLaVA class needs
 the original `llava` package, so neither loads a fine-tuned Qwen2.5-VL or llava-1.5-hf checkpoint on any
-device. `ForgetkitVLM` loads it with transformers (SDPA attention) and decodes greedily, resizing images by
-the same pixel limits LLaMA-Factory applied in training. Importing this module imports VLMEvalKit: set
-`LMUData` to an existing directory first, or VLMEvalKit creates `~/LMUData`.
+device. `ForgetkitVLM` loads it with transformers (SDPA attention) and decodes greedily, scaling images into
+the pixel limits VLMEvalKit's own entry for the model sets (unless the study gives its own). Importing this
+module imports VLMEvalKit: set `LMUData` to an existing directory first, or VLMEvalKit creates `~/LMUData`.
 """
 
 from __future__ import annotations
@@ -20,16 +20,28 @@ from vlmeval.dataset import VMCBenchDataset
 from vlmeval.vlm.base import BaseModel
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.stages.vlmeval_eval import IMAGE_MAX_PIXELS, IMAGE_MIN_PIXELS, MODEL_KINDS, check_checkpoint
+from forgetkit.stages.vlmeval_eval import MODEL_KINDS, check_checkpoint
 
 VMCBENCH_SEED = 0
 
 
-def fit_pixels(image: Image.Image, max_pixels: int, min_pixels: int) -> Image.Image:
-    """Scale `image` (aspect kept) into [min_pixels, max_pixels] area, as LLaMA-Factory does before its
-    processor, so evaluation sees the pixel grids training saw."""
+def vlmeval_pixel_limits(entry: str) -> tuple[int | None, int | None]:
+    """(min_pixels, max_pixels) of VLMEvalKit's config entry `entry` (None where it sets none, as for LLaVA)."""
+    from vlmeval.config import supported_VLM
+
+    if entry not in supported_VLM:
+        raise ForgetkitError(f"VLMEvalKit has no model {entry!r} in vlmeval/config.py; give the pixel limits")
+    keywords = getattr(supported_VLM[entry], "keywords", {})
+    return keywords.get("min_pixels"), keywords.get("max_pixels")
+
+
+def fit_pixels(image: Image.Image, max_pixels: int | None, min_pixels: int | None) -> Image.Image:
+    """Scale `image` (aspect kept) into [min_pixels, max_pixels] area (a None limit does not bind), as
+    VLMEvalKit's Qwen2.5-VL entries bound the processor's resizing."""
     area = image.width * image.height
-    bound = max_pixels if area > max_pixels else min_pixels if area < min_pixels else None
+    above = max_pixels is not None and area > max_pixels
+    below = min_pixels is not None and area < min_pixels
+    bound = max_pixels if above else min_pixels if below else None
     if bound is not None:
         factor = math.sqrt(bound / area)
         image = image.resize((max(1, int(image.width * factor)), max(1, int(image.height * factor))))
@@ -74,8 +86,9 @@ class ForgetkitVLM(BaseModel):
         adapter: str | None = None,
         device: str = "cpu",
         dtype: str = "auto",
-        image_max_pixels: int = IMAGE_MAX_PIXELS,
-        image_min_pixels: int = IMAGE_MIN_PIXELS,
+        vlmeval_entry: str | None = None,
+        image_max_pixels: int | None = None,
+        image_min_pixels: int | None = None,
         max_new_tokens: int = 16,
         system_prompt: str | None = None,
     ) -> None:
@@ -83,8 +96,9 @@ class ForgetkitVLM(BaseModel):
         from transformers import GenerationConfig
 
         self.model, self.processor = load_checkpoint(model_path, kind, adapter, device, dtype)
-        self.image_max_pixels = image_max_pixels
-        self.image_min_pixels = image_min_pixels
+        entry_min, entry_max = vlmeval_pixel_limits(vlmeval_entry) if vlmeval_entry else (None, None)
+        self.image_max_pixels = entry_max if image_max_pixels is None else image_max_pixels
+        self.image_min_pixels = entry_min if image_min_pixels is None else image_min_pixels
         self.system_prompt = system_prompt
         defaults = self.model.generation_config
         # A fresh config: checkpoints ship sampling settings (Qwen2.5-VL: repetition_penalty 1.05) that greedy

@@ -176,3 +176,21 @@ def test_decoding_is_checked(tmp_path: Path, eval_keys: str, message: str) -> No
     )
     with pytest.raises(ForgetkitError, match=message):
         load_study(path)
+
+
+def test_vlmeval_benchmarks_of_a_model_without_a_vlmevalkit_entry_need_its_pixel_limits(tmp_path: Path) -> None:
+    from forgetkit.rundir import RunDir
+    from forgetkit.study import plan
+
+    path = tmp_path / "study.yaml"
+    text = "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\ndata: {dataset_dir: d}\neval: {datasets: [vlmeval:MMMU]}\n"
+    path.write_text(text + "recipes: {r: {steps: 2, save_steps: 2}}\n")
+    with pytest.raises(ForgetkitError, match="no VLMEvalKit config entry .* set eval.vlmeval_min_pixels"):
+        plan(load_study(path), RunDir(tmp_path / "run"))
+    path.write_text(
+        text.replace(
+            "datasets: [vlmeval:MMMU]", "datasets: [vlmeval:MMMU], vlmeval_min_pixels: 64, vlmeval_max_pixels: 4096"
+        )
+        + "recipes: {r: {steps: 2, save_steps: 2}}\n"
+    )
+    assert "vlmeval zero-shot" in [step.name for step in plan(load_study(path), RunDir(tmp_path / "run"))]

@@ -251,6 +251,21 @@ def test_qwen_checkpoint_answers_a_vlmevalkit_message(vlmeval_model, model_dir: 
     assert vlm.model.config._attn_implementation == "sdpa"
 
 
+def test_image_limits_default_to_vlmevalkits_own_entry_for_the_model(
+    vlmeval_model, model_dir: Path, tmp_path: Path
+) -> None:
+    """VLMEvalKit's Qwen2.5-VL entries gave the paper's zero-shot MMMU/VMCBench; LLaVA's set no limits."""
+    assert vlmeval_model.vlmeval_pixel_limits("Qwen2.5-VL-3B-Instruct") == (1280 * 28 * 28, 16384 * 28 * 28)
+    assert vlmeval_model.vlmeval_pixel_limits("llava_v1.5_7b") == (None, None)
+    vlm = vlmeval_model.ForgetkitVLM(str(model_dir), vlmeval_entry="Qwen2.5-VL-7B-Instruct", image_max_pixels=4096)
+    assert (vlm.image_min_pixels, vlm.image_max_pixels) == (1280 * 28 * 28, 4096)  # a given limit wins
+    small = Image.new("RGB", (100, 50))
+    assert vlmeval_model.fit_pixels(small, 16384 * 28 * 28, 1280 * 28 * 28).size == (1416, 708)
+    assert vlmeval_model.fit_pixels(small, None, None).size == (100, 50)
+    with pytest.raises(ForgetkitError, match="VLMEvalKit has no model 'Qwen9'"):
+        vlmeval_model.vlmeval_pixel_limits("Qwen9")
+
+
 def test_llava_hf_checkpoint_answers_a_vlmevalkit_message(vlmeval_model, tiny_llava: Path, picture: Path) -> None:
     vlm = vlmeval_model.ForgetkitVLM(str(tiny_llava), kind="llava", max_new_tokens=3)
     assert type(vlm.model).__name__ == "LlavaForConditionalGeneration"

@@ -47,9 +47,6 @@ VMCBENCH_CATEGORIES = (
     "TextVQA", "OCRVQA",
     "AI2D", "ChartQA", "DocVQA", "InfoVQA", "TableVQABench",
 )  # fmt: skip
-# The paper's released configs' `image_max_pixels` (as render.DataSpec); LLaMA-Factory's default minimum.
-IMAGE_MAX_PIXELS = 262144
-IMAGE_MIN_PIXELS = 32 * 32
 # The paper reports MMMU's validation split; MMMU_DEV_VAL also holds the few-shot dev split.
 MMMU_SPLIT = "validation"
 # The model's key in VLMEvalKit's config; VLMEvalKit names its output folder and files after it.
@@ -135,20 +132,22 @@ def run_vlmeval(
     adapter: Path | None = None,
     device: str = "cpu",
     dtype: str = "auto",
-    image_max_pixels: int = IMAGE_MAX_PIXELS,
-    image_min_pixels: int = IMAGE_MIN_PIXELS,
+    vlmeval_entry: str | None = None,
+    image_min_pixels: int | None = None,
+    image_max_pixels: int | None = None,
     max_new_tokens: int = 16,
     system_prompt: str | None = None,
 ) -> dict[str, float]:
     """Evaluate one checkpoint on `datasets` (TSVs in `lmu_data`) with VLMEvalKit; accuracy in [0, 1] per dataset.
 
-    `image_max_pixels`/`image_min_pixels` should be the training run's (LLaMA-Factory's names and defaults
-    for the minimum). VLMEvalKit's outputs go to `work_dir/vlmeval` (emptied first: VLMEvalKit would reuse
-    stale predictions found there); per-item results to `predictions_path(work_dir, dataset)`.
+    Images are scaled into [`image_min_pixels`, `image_max_pixels`] area; a limit left None is the one
+    VLMEvalKit's own config entry `vlmeval_entry` (e.g. `Qwen2.5-VL-3B-Instruct`) gives the model, or none.
+    VLMEvalKit's outputs go to `work_dir/vlmeval` (emptied first: VLMEvalKit would reuse stale predictions
+    found there); per-item results to `predictions_path(work_dir, dataset)`.
     """
     if not datasets:
         raise ForgetkitError("no datasets to evaluate; name at least one MMMU or VMCBench TSV")
-    if max_new_tokens < 1 or image_max_pixels < 1 or image_min_pixels < 1:
+    if max_new_tokens < 1 or any(limit is not None and limit < 1 for limit in (image_min_pixels, image_max_pixels)):
         raise ForgetkitError("max_new_tokens, image_max_pixels and image_min_pixels must be positive")
     if dtype not in DTYPES:
         raise ForgetkitError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
@@ -170,6 +169,7 @@ def run_vlmeval(
         "adapter": None if adapter is None else str(Path(adapter).resolve()),
         "device": device,
         "dtype": dtype,
+        "vlmeval_entry": vlmeval_entry,
         "image_max_pixels": image_max_pixels,
         "image_min_pixels": image_min_pixels,
         "max_new_tokens": max_new_tokens,
