@@ -65,7 +65,6 @@ OPTION_LINE = re.compile(r"([A-Z])\. (.*)")
 WNID = re.compile(r"n\d{8}")
 IMAGE_FOLDER = Path("images") / "imagewikiqa"
 """Where embedded image bytes are written, under `--out`."""
-INSTRUCTION_CHOICES = ("keep", "drop")
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -321,10 +320,7 @@ def build_imagewikiqa(options: BuildOptions) -> BuildResult:
 
 @register(
     "imagewikiqa-classlabel",
-    params={
-        "image_root": "folder the recorded image paths are found under (default: the source's folder)",
-        "instruction": "keep (default) or drop the release's 'Choose A, B, C, or D.' line after the options",
-    },
+    params={"image_root": "folder the recorded image paths are found under (default: the source's folder)"},
 )
 def build_classlabel(options: BuildOptions) -> BuildResult:
     """ImageWikiQA with one distractor replaced by the image's class name (imagewikiqa_classlabel).
@@ -335,15 +331,12 @@ def build_classlabel(options: BuildOptions) -> BuildResult:
     one; a question whose class name is its correct answer cannot hold a class-name distractor and is
     left out (counted and listed in the manifest's `class_option` details).
 
-    `--param instruction=drop` ends the prompt at the last option: the authors' mischoice matcher
-    (MLLM-Forgetting `evaluators/mix_cls_result_matcher.py`) reads the four options as the last lines of
-    LF's prompt, so their class-label file had no line after the options; the paper (§4.2) only says one
-    distractor was replaced, hence `keep` by default.
+    The prompt keeps the release's `Choose A, B, C, or D.` line after the options: the authors' mischoice
+    matcher (MLLM-Forgetting `evaluators/mix_cls_result_matcher.py`) takes the four options as lines -6..-3
+    of LF's saved prompt, which are the option lines only when that line and LF's
+    `<|im_end|>\n<|im_start|>assistant` turn end follow them.
     """
     dataset = "imagewikiqa_classlabel"
-    instruction = options.param("instruction", "keep")
-    if instruction not in INSTRUCTION_CHOICES:
-        raise ForgetkitError(f"--param instruction={instruction} is not one of: {', '.join(INSTRUCTION_CHOICES)}")
     loaded = load_questions(options, dataset)
     draws = np.random.default_rng([options.seed, 1]).random(loaded.rows)
     skips = Skips(options.strict, dataset, dict(loaded.skipped))
@@ -370,14 +363,11 @@ def build_classlabel(options: BuildOptions) -> BuildResult:
             texts = list(question.options)
             texts[slot] = question.class_name
             planted = replace(question, options=tuple(texts))
-        if instruction == "drop":
-            planted = replace(planted, instruction="")
         records.append(replace(_record(planted, dataset, options), class_option=LETTERS[slot]))
     if is_answer:
         log.warning("%s: left out %d question(s) whose answer is the class name", dataset, len(is_answer))
     details = {
         "source_format": loaded.source_format,
-        "instruction": instruction,
         "class_option": {
             "planted": len(records) - len(already),
             "already_an_option": len(already),

@@ -158,12 +158,21 @@ def test_same_seed_gives_identical_bytes_and_another_seed_other_slots(release: P
     assert [row["class_option"] for row in records(other, "imagewikiqa_classlabel")] != slots
 
 
-def test_instruction_drop_ends_the_prompt_at_the_last_option(release: Path, tmp_path: Path) -> None:
-    build("imagewikiqa-classlabel", release, tmp_path, params={"instruction": "drop"})
-    prompt = json.loads((tmp_path / "imagewikiqa_classlabel.json").read_text())[0]["messages"][0]["content"]
-    assert prompt.splitlines()[-1].startswith("D. ") and INSTRUCTION not in prompt
-    with pytest.raises(ForgetkitError, match="instruction=maybe is not one of: keep, drop"):
-        build("imagewikiqa-classlabel", release, tmp_path, params={"instruction": "maybe"})
+def test_the_authors_mischoice_matcher_finds_the_four_options_in_lfs_saved_prompt(built: Path) -> None:
+    """mix_cls_result_matcher.py reads `prompt.strip().upper().split("\\n")[-6:-2]` of LF's predictions."""
+    from llamafactory.data import get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+    from transformers import AutoTokenizer
+
+    from forgetkit.testing.tiny_model import tiny_model_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
+    template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen2_vl"))
+    row = json.loads((built / "imagewikiqa_classlabel.json").read_text())[0]
+    prompt_ids, _ = template.encode_oneturn(tokenizer, row["messages"])
+    prompt = tokenizer.decode(prompt_ids, skip_special_tokens=False)  # as LF's save_predictions writes it
+    options = records(built, "imagewikiqa_classlabel")[0]["options"]
+    assert prompt.strip().upper().split("\n")[-6:-2] == [f"{x}. {o}".upper() for x, o in zip("ABCD", options)]
 
 
 def test_limit_keeps_the_same_seeded_questions_in_both_variants(release: Path, tmp_path: Path) -> None:
