@@ -194,3 +194,10 @@ def test_vlmeval_benchmarks_of_a_model_without_a_vlmevalkit_entry_need_its_pixel
         + "recipes: {r: {steps: 2, save_steps: 2}}\n"
     )
     assert "vlmeval zero-shot" in [step.name for step in plan(load_study(path), RunDir(tmp_path / "run"))]
+
+
+@pytest.mark.parametrize("spec_file", sorted(path.name for path in bundled("runs").glob("*.yaml")))
+def test_every_shipped_study_plans_under_dry_run(spec_file: str, tmp_path: Path) -> None:
+    steps = launch(load_study(bundled("runs") / spec_file), tmp_path / "run", dry_run=True)
+    assert steps and not any(step.done for step in steps)
+    assert not (tmp_path / "run").exists(), "a dry run writes nothing"
