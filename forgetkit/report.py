@@ -36,7 +36,7 @@ import yaml
 from forgetkit import atomic, plots
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
-from forgetkit.recipes import Method, Part
+from forgetkit.recipes import Method, Part, Recipe, Scheduler
 from forgetkit.rundir import ZERO_SHOT, RunDir, stage_slug
 from forgetkit.scoring import score_items, scored_items
 
@@ -44,6 +44,9 @@ CONFIDENCE = 0.95
 RESAMPLES = 1000
 ID_QUADRANT = "ID^T-ID^I"
 TABLE1_QUADRANTS = ("OOD^T-ID^I", "OOD^T-OOD^I")
+TABLE2_SIZE = (("0.25 %", 2000, 200), ("2.5 %", 2000, 2000), ("25 %", 80000, 20000), ("100 %", 80000, 80000))
+"""Table 2 (c), data size, as App. C.2 ran it: each fraction is a checkpoint of a linear-schedule LLM full run
+(row, the run's steps, the checkpoint's step: 200 x batch 16 is 0.25 % of ImageNet's train set)."""
 TABLE1_REFERENCE = (Part.llm, Method.full, 1e-5)
 """Table 1's bracketed ID differences are to "LLM Backbone, Full, 1e-5" (its caption); without such a recipe,
 to the recipe with the highest ID accuracy."""
@@ -253,7 +256,10 @@ def build_report(
             recipes.setdefault(match["recipe"], []).append(checkpoint)
     spec = _spec(run)
     final = {recipe: steps[-1] for recipe, steps in recipes.items()}
-    reference = _table1_reference(run, final)
+    launched = _launched_recipes(run)
+    reference = next(
+        (name for name, recipe in launched.items() if name in final and _is(recipe, *TABLE1_REFERENCE)), None
+    )
     quadrant_rows = _quadrants(stats, checkpoints, quadrants)
     probe_rows = _probe_rows(read_probes(run), quadrant_rows, checkpoints)
     return {
@@ -270,6 +276,7 @@ def build_report(
         "table1_reference": reference,
         "table1": _table1(stats, final, quadrants, id_dataset, reference),
         "table2": _table2(stats, final, quadrants, str(spec.get("model") or "")),
+        "table2_size": _table2_size(stats, launched, id_dataset),
         "continual": _continual(stats, run.continual()),
         "fig3": _fig3(stats, final, run, data_dir),
         "probe": probe_rows,
@@ -350,17 +357,33 @@ def _quadrants(stats: Stats, checkpoints: list[str], quadrants: Mapping[str, lis
     return rows
 
 
-def _table1_reference(run: RunDir, final: Mapping[str, str]) -> str | None:
-    """The run's recipe that is Table 1's reference (LLM full at 1e-5), from the spec it was launched with."""
+def _launched_recipes(run: RunDir) -> dict[str, Recipe]:
+    """The recipes of the spec the run was launched with (presets resolved); none without a spec."""
     from forgetkit.study import load_study
 
     path = run.root / "spec.yaml"
-    if not path.is_file():
-        return None
-    for name, recipe in load_study(path).recipes.items():
-        if name in final and (recipe.part, recipe.method, recipe.lr) == TABLE1_REFERENCE:
-            return name
-    return None
+    return load_study(path).recipes if path.is_file() else {}
+
+
+def _is(recipe: Recipe, part: Part, method: Method, lr: float | None = None) -> bool:
+    return recipe.part is part and recipe.method is method and (lr is None or recipe.lr == lr)
+
+
+def _table2_size(stats: Stats, launched: Mapping[str, Recipe], id_dataset: str | None) -> list[dict]:
+    """Table 2 (c): ID accuracy per data fraction (`TABLE2_SIZE`) and learning rate, from the checkpoints of the
+    spec's linear-schedule LLM full recipes of 2,000 or 80,000 steps."""
+    rows = []
+    for fraction, total, step in TABLE2_SIZE:
+        for name, recipe in launched.items():
+            checkpoint = f"{name}/checkpoint-{step}"
+            if not (_is(recipe, Part.llm, Method.full) and recipe.scheduler is Scheduler.linear):
+                continue
+            if recipe.steps == total and id_dataset and stats.has(checkpoint, id_dataset):
+                accuracy = stats.accuracy(checkpoint, id_dataset).interval().fields("accuracy", "pct")
+                rows.append(
+                    {"fraction": fraction, "lr": recipe.lr, "recipe": name, "checkpoint": checkpoint, **accuracy}
+                )
+    return rows
 
 
 def _table1(
@@ -634,6 +657,24 @@ def render_report(numbers: dict[str, Any], out: Path) -> Path:
     return out
 
 
+def write_merged_table2(reports: Sequence[Path], out: Path) -> Path:
+    """Table 2 (a) compares models, one run each: the Table 2 rows of several written reports (RUN/report)
+    in one table, as `out`/table2.md, table2.csv and numbers.json. Returns `out`."""
+    rows = []
+    for report in reports:
+        numbers = read_json(Path(report) / "numbers.json", dict, "write each run's report first")
+        rows += [{"run": numbers["name"], **row} for row in numbers["table2"]]
+    if not rows:
+        raise ForgetkitError("none of these runs has a Table 2 (each needs eval.quadrants and a trained recipe)")
+    merged = {"runs": [str(report) for report in reports], "table2": rows}
+    atomic.write_text(out / "table2.csv", _csv(rows))
+    atomic.write_json(out / "numbers.json", merged)
+    atomic.write_text(
+        out / "table2.md", "# Table 2: zero-shot → final checkpoint\n\n" + _md_table(*_table2_cells(merged))
+    )
+    return out
+
+
 def summary(out_dir: Path) -> str:
     """Plain text for a terminal from a written report: Table 1, the changes called forgetting, Table 3."""
     numbers = read_json(Path(out_dir) / "numbers.json", dict, "write the report first (`forgetkit report RUN`)")
@@ -713,7 +754,7 @@ def _figures(numbers: dict, out: Path) -> dict[str, Any]:
 
 
 def _csv_tables(numbers: dict) -> dict[str, list[dict]]:
-    names = ("accuracies", "changes", "quadrants", "table1", "table2", "fig3", "probe", "probe_spearman")
+    names = ("accuracies", "changes", "quadrants", "table1", "table2", "table2_size", "fig3", "probe", "probe_spearman")
     tables = {name: numbers[name] for name in names}
     matrix, table3 = [], []
     for name, sequence in numbers["continual"].items():
@@ -811,15 +852,22 @@ def _table1_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _table2_size_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
+    rates = sorted({row["lr"] for row in numbers["table2_size"]})
+    cells = {(row["fraction"], row["lr"]): _accuracy_cell(row) for row in numbers["table2_size"]}
+    fractions = [fraction for fraction, _, _ in reversed(TABLE2_SIZE)]
+    rows = [[fraction, *(cells.get((fraction, lr), "-") for lr in rates)] for fraction in fractions]
+    return ["dataset fraction", *(f"lr={lr:g}" for lr in rates)], [row for row in rows if set(row[1:]) != {"-"}]
+
+
 def _table2_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
     columns = list(dict.fromkeys(row["column"] for row in numbers["table2"]))
-    cells: dict[tuple[str, str], dict[str, str]] = {}
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
     for row in numbers["table2"]:
         text = f"{row['zero_shot_pct']:.2f} → {row['final_pct']:.2f} ({_change_cell(row)})"
-        cells.setdefault((row["recipe"], row["checkpoint"]), {})[row["column"]] = text
+        cells.setdefault((row["model"] or "-", row["recipe"], row["checkpoint"]), {})[row["column"]] = text
     header = ["model", "recipe", "final checkpoint", *(f"{column} (%)" for column in columns)]
-    model = numbers.get("model") or "-"
-    return header, [[model, *key, *(row.get(c, "-") for c in columns)] for key, row in cells.items()]
+    return header, [[*key, *(row.get(c, "-") for c in columns)] for key, row in cells.items()]
 
 
 def _table3_cells(numbers: dict) -> tuple[list[str], list[list[str]]]:
@@ -874,6 +922,12 @@ def _markdown(numbers: dict) -> str:
         parts.append("Tables 1 and 2 and Fig. 2 need the spec's eval.quadrants (ID^T-ID^I names the fine-tuned task).")
     if numbers["table2"]:
         parts.append("## Table 2: zero-shot → final checkpoint\n\n" + _md_table(*_table2_cells(numbers)))
+    if numbers["table2_size"]:
+        parts.append(
+            f"## Table 2 (c): data size, {numbers['id_dataset']} accuracy (%)\n\nEach fraction is a checkpoint "
+            "(App. C.2): 0.25 % and 2.5 % steps 200 and 2,000 of a 2,000-step run, 25 % and 100 % steps 20,000 "
+            "and 80,000 of an 80,000-step run.\n\n" + _md_table(*_table2_size_cells(numbers))
+        )
     if "fig2" in figures:
         parts.append(
             f"## Fig. 2: each quadrant against {numbers['id_dataset']} accuracy, one point per checkpoint\n\n"

@@ -11,7 +11,7 @@ from PIL import Image
 from forgetkit import atomic
 from forgetkit.continual import stage_label
 from forgetkit.errors import ForgetkitError
-from forgetkit.report import Bootstrap, build_report, continual_metrics, summary, write_report
+from forgetkit.report import Bootstrap, build_report, continual_metrics, summary, write_merged_table2, write_report
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.scoring import score_run
 from forgetkit.study import load_study, prepare
@@ -203,6 +203,68 @@ def test_table1_brackets_are_against_the_llm_full_1e_5_recipe_as_the_paper_print
     assert numbers["table1_reference"] == "lora"
     assert lora["id_vs_reference_pp"] is None and full["id_vs_reference_pp"] == 5.0
     assert "imagenet_vqa_val % (vs lora, pp)" in summary(write_report(run))
+
+
+def test_table2c_reads_each_data_fraction_off_a_checkpoint_of_its_run(tmp_path: Path) -> None:
+    """App. C.2: 0.25 % and 2.5 % are steps 200 / 2000 of the 2000-step run, 25 % / 100 % steps 20k / 80k."""
+    val = {
+        f"{recipe}/checkpoint-{step}": {"imagenet_vqa_val": answers(range(right), 100)}
+        for recipe, step, right in [
+            ("short-1e-6", 200, 82),
+            ("short-1e-6", 2000, 87),
+            ("short-1e-5", 200, 81),
+            ("short-1e-5", 2000, 88),
+            ("long-1e-6", 20000, 90),
+            ("long-1e-6", 40000, 91),
+            ("long-1e-6", 80000, 92),
+            ("fig2-c", 80000, 93),
+        ]
+    }
+    run = make_run(
+        tmp_path / "run",
+        {ZERO_SHOT: {"imagenet_vqa_val": answers(range(80), 100)}, **val},
+        quadrants={"ID^T-ID^I": ["imagenet_vqa_val"]},
+    )
+    (run / "spec.yaml").write_text(
+        "name: t\nmodel: qwen2.5-vl-3b\ndata: {dataset_dir: d}\neval: {datasets: [imagenet_vqa_val]}\nrecipes:\n"
+        "  short-1e-6: {preset: table2-c}\n  short-1e-5: {preset: table2-c, lr: 1.0e-5}\n"
+        "  long-1e-6: {preset: table2-d, save_steps: 20000}\n  fig2-c: {preset: fig2-c}\n"  # cosine: not in (c)
+    )
+    out = write_report(run)
+    rows = json.loads((out / "numbers.json").read_text())["table2_size"]
+    assert [(r["fraction"], r["lr"], r["accuracy_pct"]) for r in rows] == [
+        ("0.25 %", 1e-6, 82.0),
+        ("0.25 %", 1e-5, 81.0),
+        ("2.5 %", 1e-6, 87.0),
+        ("2.5 %", 1e-5, 88.0),
+        ("25 %", 1e-6, 90.0),
+        ("100 %", 1e-6, 92.0),
+    ]
+    markdown = (out / "report.md").read_text()
+    assert "| dataset fraction | lr=1e-06 | lr=1e-05 |" in markdown and "| 100 % | 92.00 [" in markdown
+    assert (out / "table2_size.csv").is_file()
+
+
+def test_table2a_merges_the_runs_of_several_models_into_one_table(tmp_path: Path) -> None:
+    reports = []
+    for model in ("qwen2.5-vl-3b", "llava-1.5-7b"):
+        run = two_recipe_run(tmp_path / model)
+        spec = f"name: {model}\nmodel: {model}\ndata: {{dataset_dir: d}}\neval: {{datasets: [v]}}\n"
+        (run / "spec.yaml").write_text(spec + "recipes: {full: {}}\n")
+        reports.append(write_report(run))
+    out = write_merged_table2(reports, tmp_path / "table2")
+    rows = json.loads((out / "numbers.json").read_text())["table2"]
+    assert [(row["model"], row["recipe"]) for row in rows if row["column"] == "imagenet_vqa_val"] == [
+        ("qwen2.5-vl-3b", "full"),
+        ("qwen2.5-vl-3b", "lora"),
+        ("llava-1.5-7b", "full"),
+        ("llava-1.5-7b", "lora"),
+    ]
+    table = (out / "table2.md").read_text()
+    assert "| llava-1.5-7b | full | full/checkpoint-20 | 60.00 → 90.00 (+30.00 [" in table
+    assert (out / "table2.csv").read_text().startswith("run,model,recipe,checkpoint,column,")
+    with pytest.raises(ForgetkitError, match="write each run's report first"):
+        write_merged_table2([tmp_path / "nowhere"], tmp_path / "t")
 
 
 def test_table2_reports_zero_shot_to_final_per_id_dataset_and_quadrant(tmp_path: Path) -> None:
