@@ -24,7 +24,6 @@ from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, Dataset
 
 from datasets_builders import BuildOptions, build
-from datasets_builders.classification import TEMPLATES
 from forgetkit.clip_encoder import Clip, ClipSpec, default_num_workers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,7 +97,7 @@ def main() -> None:
         )
         paths = sorted(root.rglob("*.jpg"))
         names = [line.split(" ", 1)[1] for line in (root / "class_names.txt").read_text().splitlines()]
-        Clip(spec).encode_texts(names, getattr(open_clip, TEMPLATES))
+        Clip(spec).encode_texts(names)
         bare_encode(paths[: args.batch_size], spec)  # warm-up: thread pools, allocator
 
         bare = bare_encode(paths, spec)

@@ -1,11 +1,13 @@
 """The path every CLIP-hard classification builder shares: labelled images in, 4-option MCQs out.
 
 A classification builder only has to find its images, their labels and the class names
-(`LabelledImages`); `build_classification` does the rest (paper App. B.1).
+(`LabelledImages`); `build_classification` does the rest (paper App. B.1), asking each set's question as the
+authors' builders do (`forgetkit.records.QUESTIONS`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -13,20 +15,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import open_clip
 
 from datasets_builders.output import export
 from datasets_builders.registry import BuildOptions, BuildResult, seeded_subset
 from forgetkit.clip_encoder import Clip
 from forgetkit.distractors import group_names, pick_distractors, place_answers
 from forgetkit.errors import ForgetkitError
-from forgetkit.records import CLASSIFICATION_QUESTION, LETTERS, MCQRecord
+from forgetkit.records import LETTERS, PAPER_QUESTION, QUESTIONS, MCQRecord
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
-TEMPLATES = "SIMPLE_IMAGENET_TEMPLATES"
-"""open_clip's 7 prompt templates; the class-text embedding is their mean."""
+QUESTION_PARAM = {
+    "question": "released (default): the set's question as the authors' builder writes it; "
+    "paper: App. B.1's one text for every set, '... (A, B, C, or D).'"
+}
+"""The `--param` every classification builder takes."""
 
 
 @dataclass(frozen=True)
@@ -58,17 +62,55 @@ class LabelledImages:
         return replace(self, paths=[self.paths[i] for i in keep], labels=self.labels[keep])
 
 
-def build_classification(images: LabelledImages, dataset: str, options: BuildOptions) -> BuildResult:
-    """`--limit` subset → CLIP-hard MCQs → every output format plus manifest."""
+def build_classification(
+    images: LabelledImages, dataset: str, options: BuildOptions, *, question: str, name_source: str
+) -> BuildResult:
+    """`--limit` subset → CLIP-hard MCQs asking `question` → every output format plus manifest.
+
+    The manifest counts the distinct class names (classes sharing one are one class of the MCQs) and says where
+    they came from (`name_source`, e.g. `describe_choice`).
+    """
     images = images.subset(options.limit, options.seed)
-    records, unreadable = classification_records(images, dataset, options)
+    records, unreadable = classification_records(images, dataset, options, question)
     skipped = {**images.dropped, **unreadable}
-    details = {"clip_templates": TEMPLATES, "class_names": len(images.class_names)}
+    distinct = len(group_names(images.class_names)[0])
+    details = {"question": question, "class_names": distinct, "class_name_source": name_source}
     return export(records, dataset, options, skipped=skipped, details=details)
 
 
+def classification_question(family: str, options: BuildOptions) -> str:
+    """The question of set `family` (its dataset name without the split); the paper's with `--param question=paper`."""
+    choice = options.param("question", "released")
+    if choice not in ("released", "paper"):
+        raise ForgetkitError(f"--param question={choice!r} is unknown; pass question=released or question=paper")
+    return QUESTIONS[family] if choice == "released" else PAPER_QUESTION
+
+
+def class_name_choice(options: BuildOptions, lists: Sequence[str]) -> str | Path:
+    """What `--class-names` asks for: one of the builder's named lists (the first is the default) or a file."""
+    value = options.class_names
+    if value is None:
+        return lists[0]
+    if str(value) in lists:
+        return str(value)
+    if not value.is_file():
+        raise ForgetkitError(
+            f"--class-names {value} is neither a file nor one of this builder's lists ({', '.join(lists)}); "
+            "pass one of them or a file of '<key> <class name>' lines"
+        )
+    return value
+
+
+def describe_choice(choice: str | Path) -> str:
+    """A `class_name_choice` as the manifest records it: the list's name, or the file's name and content hash
+    (not its path, so the same names give the same manifest wherever they live)."""
+    if isinstance(choice, Path):
+        return f"file {choice.name} (sha256 {hashlib.sha256(choice.read_bytes()).hexdigest()})"
+    return choice
+
+
 def classification_records(
-    images: LabelledImages, dataset: str, options: BuildOptions
+    images: LabelledImages, dataset: str, options: BuildOptions, question: str
 ) -> tuple[list[MCQRecord], dict[str, str]]:
     """CLIP-hard 4-option MCQs, one per readable image, deterministic for a given seed.
 
@@ -82,7 +124,7 @@ def classification_records(
             len(images.class_names) - len(group_texts),
         )
     clip = Clip(options.clip)
-    text_emb = clip.encode_texts(images.class_names, getattr(open_clip, TEMPLATES))
+    text_emb = clip.encode_texts(images.class_names)
     embedded = clip.encode_images(images.paths, strict=options.strict)
     skipped = {str(images.paths[i]): message for i, message in sorted(embedded.errors.items())}
     if skipped:
@@ -102,7 +144,7 @@ def classification_records(
         MCQRecord(
             id=f"{dataset}/{_relative_id(images.paths[index], images.root)}",
             image=image_ref(images.paths[index], options.out),
-            question=CLASSIFICATION_QUESTION,
+            question=question,
             options=tuple(group_texts[g] for g in row),
             answer=LETTERS[answer],
             class_label=group_texts[truth[i]],

@@ -6,14 +6,18 @@ Sources, tried in this order:
   `jpg/image_00001.jpg ...`, `imagelabels.mat` (`labels`: class 1..102 of image i) and `setid.mat`
   (`trnid`, `valid`, `tstid`: the 1-based image ids of train/val/test), read with scipy.io.loadmat;
 - an ImageFolder, `SOURCE/<split>/<class>/<image>` or `SOURCE/<class>/<image>`.
-Splits: train, val, test (Nilsback & Zisserman's 1,020 / 1,020 / 6,149 images).
+Splits of torchvision's layout (`--param splits`):
+- `authors` (default): train = setid.mat's `trnid` + `valid` (2,040 images, 20 per class), test = `tstid`
+  (6,149), the split of the authors' `flowers.jsonl` (github lihe50hz/MLLM-Forgetting, commit 16d5831); no val;
+- `setid`: train, val, test = `trnid`, `valid`, `tstid` (Nilsback & Zisserman's 1,020 / 1,020 / 6,149 images).
+An ImageFolder or Hugging Face source has the splits its folders or dataset have.
 
-Class names: clip-benchmark's `flowers` list (en_classnames.json), in label order, rather than
-torchvision's `Flowers102.classes`: it is the CLIP-cleaned list, as imagenet-vqa uses CLIP's ImageNet names,
-and torchvision's has option texts unfit for an MCQ ('pink-yellow dahlia?'). Class keys that are numbers
-(imagelabels.mat's 1..102, or folders/ClassLabel names '1'..'102', or '0'..'101' when a 0 is among them)
-take the name of that class; other folder or ClassLabel names are used as written. `--class-names FILE`
-overrides: `<key> <name>` lines, the key being the label number, folder name, or ClassLabel name/index.
+Class names (`--class-names`): `authors` (default), clip-benchmark's `flowers` list (en_classnames.json) in label
+order, which is the authors' `flowers_classes.json` name for name (and not torchvision's `Flowers102.classes`, whose
+option texts are unfit for an MCQ: 'pink-yellow dahlia?'). Class keys that are numbers (imagelabels.mat's 1..102,
+or folders/ClassLabel names '1'..'102', or '0'..'101' when a 0 is among them) take the name of that class; other
+folder or ClassLabel names are used as written. A file of `<key> <name>` lines overrides, the key being the label
+number, folder name, or ClassLabel name/index.
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ import numpy as np
 import scipy.io
 
 from datasets_builders.classification import (
+    QUESTION_PARAM,
     LabelledImages,
     build_classification,
+    class_name_choice,
+    classification_question,
+    describe_choice,
     folder_class_names,
     read_class_names,
     scan_class_folders,
@@ -37,7 +45,12 @@ from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_h
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
-SPLIT_KEYS = {"train": "trnid", "val": "valid", "test": "tstid"}
+SPLIT_SCHEMES = {
+    "authors": {"train": ("trnid", "valid"), "test": ("tstid",)},
+    "setid": {"train": ("trnid",), "val": ("valid",), "test": ("tstid",)},
+}
+"""Per `--param splits`: the setid.mat variables whose image ids make up each split."""
+NAME_LISTS = ("authors",)
 SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 TORCHVISION_FILES = "jpg/image_00001.jpg..., imagelabels.mat ('labels') and setid.mat ('trnid', 'valid', 'tstid')"
 LAYOUTS = (
@@ -57,20 +70,32 @@ def flowers_names() -> list[str]:
     return clip_benchmark_names("flowers")
 
 
-@register("flowers102-vqa")
+@register(
+    "flowers102-vqa",
+    params={
+        "splits": "torchvision layout: authors (default; train = trnid + valid, test = tstid, no val) or setid "
+        "(train, val, test = trnid, valid, tstid)",
+        **QUESTION_PARAM,
+    },
+)
 def build(options: BuildOptions) -> BuildResult:
     """Flowers102 (torchvision layout, ImageFolder, HF dataset) -> 4-option CLIP-hard MCQs (flowers102_vqa_<split>)."""
-    if options.split not in SPLIT_KEYS:
+    if options.split not in SPLIT_FOLDERS:
         raise ForgetkitError(f"flowers102-vqa has no split {options.split!r}; choose one of: train, val, test")
     dataset = f"flowers102_vqa_{options.split}"
+    question = classification_question("flowers102_vqa", options)
+    choice = class_name_choice(options, NAME_LISTS)
     if options.source is not None and is_hf_source(options.source):
         hf = open_hf_images(options.source, options.split)
-        names = hf_class_names(hf, options, keyed_names)
-        return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
-    source = options.require_source(LAYOUTS)
-    base = torchvision_base(source)
-    images = torchvision_images(base, options) if base is not None else folder_images(source, options)
-    return build_classification(images, dataset, options)
+        images = hf_labelled_images(hf, hf_class_names(hf, choice, keyed_names), options, dataset)
+    else:
+        source = options.require_source(LAYOUTS)
+        base = torchvision_base(source)
+        if base is not None:
+            images = torchvision_images(base, options, choice)
+        else:
+            images = folder_images(source, options.split, choice)
+    return build_classification(images, dataset, options, question=question, name_source=describe_choice(choice))
 
 
 def torchvision_base(source: Path) -> Path | None:
@@ -81,38 +106,52 @@ def torchvision_base(source: Path) -> Path | None:
     return None
 
 
-def torchvision_images(base: Path, options: BuildOptions) -> LabelledImages:
+def split_keys(options: BuildOptions) -> tuple[str, ...]:
+    """The setid.mat variables of `options.split` under the `--param splits` scheme."""
+    scheme = options.param("splits", "authors")
+    if scheme not in SPLIT_SCHEMES:
+        raise ForgetkitError(f"--param splits={scheme!r} is unknown; pass splits=authors or splits=setid")
+    if options.split not in SPLIT_SCHEMES[scheme]:
+        raise ForgetkitError(
+            f"the authors' Flowers102 split has no {options.split!r} (its train is setid.mat's trnid + valid); "
+            "pass --split train or test, or --param splits=setid"
+        )
+    return SPLIT_SCHEMES[scheme][options.split]
+
+
+def torchvision_images(base: Path, options: BuildOptions, choice: str | Path) -> LabelledImages:
     """The split's images in setid.mat order, labelled from imagelabels.mat."""
+    keys = split_keys(options)
     for name in ("jpg", "imagelabels.mat", "setid.mat"):
         if not (base / name).exists():
             raise ForgetkitError(f"{base / name} is missing; torchvision's Flowers102 folder holds {TORCHVISION_FILES}")
     label_file, split_file = base / "imagelabels.mat", base / "setid.mat"
     labels = integer_vector(load_mat(label_file, "an imagelabels.mat with 'labels'"), "labels", label_file)
-    key = SPLIT_KEYS[options.split]
-    ids = integer_vector(load_mat(split_file, "a setid.mat with 'trnid', 'valid', 'tstid'"), key, split_file)
+    setid = load_mat(split_file, "a setid.mat with 'trnid', 'valid', 'tstid'")
+    ids = np.concatenate([integer_vector(setid, key, split_file) for key in keys])
     if ids.min() < 1 or ids.max() > len(labels):
         raise ForgetkitError(
-            f"{split_file}: '{key}' holds image ids outside 1..{len(labels)} (imagelabels.mat labels "
+            f"{split_file}: '{'/'.join(keys)}' holds image ids outside 1..{len(labels)} (imagelabels.mat labels "
             f"{len(labels)} images); the two files are from different releases"
         )
     names = flowers_names()
-    keys = [str(number) for number in range(1, len(names) + 1)]
+    numbers = [str(number) for number in range(1, len(names) + 1)]
     split_labels = labels[ids - 1] - 1
     if split_labels.min() < 0 or split_labels.max() >= len(names):
         raise ForgetkitError(
             f"{label_file}: labels must be 1..{len(names)}, found {split_labels.min() + 1}..{split_labels.max() + 1}"
         )
-    if options.class_names is not None:
-        names = folder_class_names(keys, read_class_names(options.class_names), str(options.class_names))
+    if isinstance(choice, Path):
+        names = folder_class_names(numbers, read_class_names(choice), str(choice))
     paths = [base / "jpg" / f"image_{image_id:05d}.jpg" for image_id in ids.tolist()]
     return LabelledImages(paths, split_labels, names, base)
 
 
-def folder_images(source: Path, options: BuildOptions) -> LabelledImages:
-    root = split_folder(source, options.split, SPLIT_FOLDERS)
+def folder_images(source: Path, split: str, choice: str | Path) -> LabelledImages:
+    root = split_folder(source, split, SPLIT_FOLDERS)
     folders, paths, labels = scan_class_folders(root)
-    if options.class_names is not None:
-        names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
+    if isinstance(choice, Path):
+        names = folder_class_names(folders, read_class_names(choice), str(choice))
     else:
         names = keyed_names(folders, str(root))
     return LabelledImages(paths, labels, names, root)

@@ -110,13 +110,11 @@ def open_hf_images(source: Path, split: str) -> HFImages:
     return HFImages(dataset, image_column, class_names, labels, rows, where, only_split)
 
 
-def hf_class_names(
-    images: HFImages, options: BuildOptions, default: Callable[[list[str], str], list[str]]
-) -> list[str]:
-    """An HF source's class names: `--class-names` when given (keyed by ClassLabel name or index), else
-    `default(ClassLabel names, source description)`, the dataset's own naming rule."""
-    if options.class_names is not None:
-        return rename_classes(images.class_names, read_class_names(options.class_names), str(options.class_names))
+def hf_class_names(images: HFImages, choice: str | Path, default: Callable[[list[str], str], list[str]]) -> list[str]:
+    """An HF source's class names: the `--class-names` file when `choice` is one (keyed by ClassLabel name or
+    index), else `default(ClassLabel names, source description)`, the builder's rule for its chosen named list."""
+    if isinstance(choice, Path):
+        return rename_classes(images.class_names, read_class_names(choice), str(choice))
     return default(images.class_names, images.where)
 
 

@@ -3,20 +3,32 @@
 Source: an ImageNet-style folder, `SOURCE/<split>/<wnid>/<image>` or `SOURCE/<wnid>/<image>`; or a
 Hugging Face dataset (a `save_to_disk` folder or `hf:NAME` in the local cache, e.g. `hf:ILSVRC/imagenet-1k`,
 read by `hf_images`).
-Class names: open_clip's 1,000 CLIP-cleaned ImageNet names, matched to WordNet ids through timm's
-ordered synset list; `--class-names` overrides them (any folder names, e.g. a custom subset).
+Class names (`--class-names`), matched to WordNet ids through timm's ordered synset list:
+- `authors` (default): as the authors' builder names them, the first comma-separated synonym of each class's
+  line in ImageNet's metadata ('tench, Tinca tinca' -> 'tench'): `SOURCE/metadata.txt` when there is one (the
+  authors' file, a Python dict of class index -> synonyms), else the same synset words as timm ships them;
+- `openclip`: open_clip's 1,000 CLIP-cleaned names ('hammerhead shark' where the authors have 'hammerhead');
+- a file of `<folder> <class name>` lines (any folder names, e.g. a custom subset).
+Classes whose names differ only in case are one option text: the authors' 'crane' and 'maillot' each name two
+classes, and 'Cardigan' (the corgi) and 'cardigan' (the sweater) become one more, so 997 option texts.
 """
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import open_clip
 
 from datasets_builders.classification import (
+    QUESTION_PARAM,
     LabelledImages,
     build_classification,
+    class_name_choice,
+    classification_question,
+    describe_choice,
     folder_class_names,
     read_class_names,
     scan_class_folders,
@@ -27,6 +39,8 @@ from forgetkit.errors import ForgetkitError
 
 ORDER_CHECK = 0.9
 """Share of 1,000 HF label names that must agree with the standard ImageNet-1k order to be read in it."""
+NAME_LISTS = ("authors", "openclip")
+METADATA = "metadata.txt"
 
 
 def imagenet_wnid_names() -> dict[str, str]:
@@ -42,8 +56,35 @@ def imagenet_wnids() -> list[str]:
     return wnids
 
 
-def imagenet_label_names(label_names: list[str], where: str) -> list[str]:
-    """CLIP names for the ClassLabel names of an ImageNet copy on the Hub.
+def imagenet_names(choice: str, source: Path | None) -> tuple[list[str], str]:
+    """The 1,000 names of list `choice` (`NAME_LISTS`) in class-index order, and their source for the manifest."""
+    if choice == "openclip":
+        return list(open_clip.IMAGENET_CLASSNAMES), choice
+    metadata = source / METADATA if source is not None and source.is_dir() else None
+    if metadata is not None and metadata.is_file():
+        lines, origin = read_metadata(metadata), f"first synonyms in SOURCE/{METADATA}"
+    else:
+        lemmas = _synset_lemmas()
+        lines, origin = [lemmas[wnid] for wnid in imagenet_wnids()], "first synonyms of timm's ImageNet synset words"
+    return [line.split(",")[0].strip() for line in lines], f"{choice} ({origin})"
+
+
+def read_metadata(path: Path) -> list[str]:
+    """The authors' metadata.txt: a Python dict literal of class index (0-999) -> comma-separated synonyms."""
+    count = len(open_clip.IMAGENET_CLASSNAMES)
+    try:
+        table = ast.literal_eval(path.read_text(encoding="utf-8"))
+    except (ValueError, SyntaxError) as err:
+        raise ForgetkitError(f"{path} is not a Python dict literal ({err}); remove it or pass --class-names") from None
+    if not isinstance(table, dict) or set(table) != set(range(count)):
+        raise ForgetkitError(f"{path} must map each class index 0-{count - 1} to its synonyms; remove it or fix it")
+    return [str(table[index]) for index in range(count)]
+
+
+def imagenet_label_names(
+    label_names: list[str], where: str, index_names: Sequence[str] = open_clip.IMAGENET_CLASSNAMES
+) -> list[str]:
+    """Names (`index_names`, in class-index order) for the ClassLabel names of an ImageNet copy on the Hub.
 
     WordNet-id labels map by id; labels that are class indices ('0'..'999', as an imagefolder copy of ImageNetV2
     has) map by index. 1,000 other labels are read in the standard class-index order (the order of
@@ -51,12 +92,12 @@ def imagenet_label_names(label_names: list[str], where: str) -> list[str]:
     the first word of each label must be a synonym of that index's synset (timm's synset-to-lemma list) or
     its CLIP name, so a copy with, say, alphabetically sorted labels fails instead of mislabelling.
     """
-    wnid_names = imagenet_wnid_names()
+    wnid_names = dict(zip(imagenet_wnids(), index_names))
     if all(name in wnid_names for name in label_names):
         return [wnid_names[name] for name in label_names]
     clip_names = list(open_clip.IMAGENET_CLASSNAMES)
-    if all(name.isdigit() and int(name) < len(clip_names) for name in label_names):
-        return [clip_names[int(name)] for name in label_names]
+    if all(name.isdigit() and int(name) < len(index_names) for name in label_names):
+        return [index_names[int(name)] for name in label_names]
     if len(label_names) == len(clip_names):
         lemmas = _synset_lemmas()
         synonyms = [{word.strip().lower() for word in lemmas[wnid].split(",")} for wnid in imagenet_wnids()]
@@ -65,7 +106,7 @@ def imagenet_label_names(label_names: list[str], where: str) -> list[str]:
             for name, words, clip in zip(label_names, synonyms, clip_names)
         )
         if agree >= ORDER_CHECK * len(clip_names):
-            return clip_names
+            return list(index_names)
         raise ForgetkitError(
             f"{where}: its 1,000 ClassLabel names are not in the standard ImageNet-1k order (only {agree} agree "
             "with it); pass --class-names FILE with one '<ClassLabel name or index> <class name>' line per class"
@@ -81,31 +122,46 @@ def _synset_lemmas() -> dict[str, str]:
     return dict(line.split("\t", 1) for line in text.splitlines() if "\t" in line)
 
 
-def hf_imagenet_images(source: Path, options: BuildOptions, dataset: str) -> LabelledImages:
-    """A Hugging Face ImageNet(-like) split as image files with CLIP class names (or `--class-names`)."""
+def hf_imagenet_images(source: Path, options: BuildOptions, dataset: str) -> tuple[LabelledImages, str]:
+    """A Hugging Face ImageNet(-like) split as image files with the `--class-names` names, and their source."""
     images = open_hf_images(source, options.split)
-    return hf_labelled_images(images, hf_class_names(images, options, imagenet_label_names), options, dataset)
+    choice = class_name_choice(options, NAME_LISTS)
+    index_names, name_source = (
+        imagenet_names(choice, None) if isinstance(choice, str) else ([], describe_choice(choice))
+    )
+    names = hf_class_names(images, choice, lambda labels, where: imagenet_label_names(labels, where, index_names))
+    return hf_labelled_images(images, names, options, dataset), name_source
+
+
+def folder_names(
+    options: BuildOptions, source: Path, folders: Sequence[str], keys: Sequence[str], keys_name: str
+) -> tuple[list[str], str]:
+    """Each class folder's `--class-names` name, ImageNet class i's folder being `keys[i]` (its WordNet id or
+    index), and the names' source for the manifest."""
+    choice = class_name_choice(options, NAME_LISTS)
+    if isinstance(choice, Path):
+        return folder_class_names(folders, read_class_names(choice), str(choice)), describe_choice(choice)
+    index_names, name_source = imagenet_names(choice, source)
+    return folder_class_names(folders, dict(zip(keys, index_names)), keys_name), name_source
 
 
 def split_root(source: Path, split: str) -> Path:
     return source / split if (source / split).is_dir() else source
 
 
-@register("imagenet-vqa")
+@register("imagenet-vqa", params=QUESTION_PARAM)
 def build(options: BuildOptions) -> BuildResult:
     """ImageNet(-style) folders or a Hugging Face dataset → 4-option CLIP-hard MCQs (imagenet_vqa_<split>)."""
+    dataset = f"imagenet_vqa_{options.split}"
+    question = classification_question("imagenet_vqa", options)
     if options.source is not None and is_hf_source(options.source):
-        dataset = f"imagenet_vqa_{options.split}"
-        return build_classification(hf_imagenet_images(options.source, options, dataset), dataset, options)
-    root = split_root(
-        options.require_source(
-            "the ImageNet folder (SOURCE/<split>/<wnid>/*.JPEG), a datasets save_to_disk folder, or hf:OWNER/NAME"
-        ),
-        options.split,
+        images, name_source = hf_imagenet_images(options.source, options, dataset)
+        return build_classification(images, dataset, options, question=question, name_source=name_source)
+    source = options.require_source(
+        "the ImageNet folder (SOURCE/<split>/<wnid>/*.JPEG), a datasets save_to_disk folder, or hf:OWNER/NAME"
     )
+    root = split_root(source, options.split)
     folders, paths, labels = scan_class_folders(root)
-    if options.class_names is not None:
-        names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
-    else:
-        names = folder_class_names(folders, imagenet_wnid_names(), "the ImageNet-1k synset list")
-    return build_classification(LabelledImages(paths, labels, names, root), f"imagenet_vqa_{options.split}", options)
+    names, name_source = folder_names(options, source, folders, imagenet_wnids(), "the ImageNet-1k synset list")
+    images = LabelledImages(paths, labels, names, root)
+    return build_classification(images, dataset, options, question=question, name_source=name_source)

@@ -5,8 +5,9 @@ one folder per ImageNet class named by its index, `imagenetv2-matched-frequency-
 `--source` is that folder, or a folder holding it (the variant picked with `--param variant=`, also matching
 clip-benchmark's renamed `ImageNetV2-<variant>`); or a Hugging Face dataset (`save_to_disk` folder or
 `hf:NAME`), read by `hf_images`, with ImageNet's labels.
-Class names: the same 1,000 CLIP-cleaned ImageNet names as imagenet-vqa, by class index; `--class-names`
-overrides them (`<folder> <name>` lines, the folder being the class index).
+Class names: the same lists as imagenet-vqa, by class index (`authors`, the default, reads `SOURCE/metadata.txt`
+when there is one, as the authors' builder reads ImageNet's; `openclip`), or a file of `<folder> <name>` lines,
+the folder being the class index.
 ImageNetV2 is one test set, so `--split` only names the output: `test` or `val` (imagenetv2_vqa_<split>).
 """
 
@@ -14,17 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import open_clip
-
 from datasets_builders.classification import (
+    QUESTION_PARAM,
     LabelledImages,
     build_classification,
-    folder_class_names,
-    read_class_names,
+    classification_question,
     scan_class_folders,
 )
 from datasets_builders.hf_images import is_hf_source
-from datasets_builders.imagenet_vqa import hf_imagenet_images
+from datasets_builders.imagenet_vqa import folder_names, hf_imagenet_images, imagenet_wnids
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
@@ -39,7 +38,8 @@ LAYOUTS = (
 @register(
     "imagenetv2-vqa",
     params={
-        "variant": f"which ImageNetV2 folder to read under --source: {', '.join(VARIANTS)} (default matched-frequency)"
+        "variant": f"which ImageNetV2 folder to read under --source: {', '.join(VARIANTS)} (default matched-frequency)",
+        **QUESTION_PARAM,
     },
 )
 def build(options: BuildOptions) -> BuildResult:
@@ -49,16 +49,17 @@ def build(options: BuildOptions) -> BuildResult:
             f"imagenetv2-vqa has no split {options.split!r}: ImageNetV2 is one test set; pass --split test or val"
         )
     dataset = f"imagenetv2_vqa_{options.split}"
+    question = classification_question("imagenetv2_vqa", options)
     if options.source is not None and is_hf_source(options.source):
-        return build_classification(hf_imagenet_images(options.source, options, dataset), dataset, options)
-    root = variant_root(options.require_source(LAYOUTS), options.param("variant") or VARIANTS[0])
+        images, name_source = hf_imagenet_images(options.source, options, dataset)
+        return build_classification(images, dataset, options, question=question, name_source=name_source)
+    source = options.require_source(LAYOUTS)
+    root = variant_root(source, options.param("variant") or VARIANTS[0])
     folders, paths, labels = scan_class_folders(root)
-    if options.class_names is not None:
-        names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
-    else:
-        index_names = {str(index): name for index, name in enumerate(open_clip.IMAGENET_CLASSNAMES)}
-        names = folder_class_names(folders, index_names, "ImageNet's class indices 0-999")
-    return build_classification(LabelledImages(paths, labels, names, root), dataset, options)
+    indices = [str(index) for index in range(len(imagenet_wnids()))]
+    names, name_source = folder_names(options, source, folders, indices, "ImageNet's class indices 0-999")
+    images = LabelledImages(paths, labels, names, root)
+    return build_classification(images, dataset, options, question=question, name_source=name_source)
 
 
 def variant_root(source: Path, variant: str) -> Path:

@@ -7,22 +7,34 @@ Sources, tried in this order:
   `cars_test_annos_withlabels.mat` (`annotations`: a struct array with `fname` and a 1-based `class`; the
   test file may also sit in devkit/), and the images in `cars_train/` and `cars_test/`; read with scipy.io.loadmat;
 - an ImageFolder named by class, `SOURCE/<split>/<class name>/<image>` (e.g. the Kaggle "by classes" copy).
-Splits: train (8,144 images) and test (8,041).
+Splits: train (8,144 images) and test (8,041), the devkit's, which are the authors' (their `cars.jsonl` puts
+cars_train/ in train and cars_test/ in test).
 
-Class names: the devkit's cars_meta.mat (e.g. 'AM General Hummer SUV 2000'); folder or ClassLabel names as
-written for the other sources. `--class-names` overrides (`<key> <name>` lines, the key being the 1-based class
-number, the folder name, or the ClassLabel name/index).
+Class names (`--class-names`): the devkit's cars_meta.mat names for the devkit layout, folder or ClassLabel
+names for the other sources, as
+- `authors` (default): with the model year first, '2000 AM General Hummer SUV', as the authors'
+  `cars_classes.json` writes each devkit name (github lihe50hz/MLLM-Forgetting, commit 16d5831); a name that does
+  not end in a year is kept;
+- `devkit`: as written, 'AM General Hummer SUV 2000';
+- a file of `<key> <name>` lines, the key being the 1-based class number, the folder name, or the ClassLabel
+  name/index.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from datasets_builders.classification import (
+    QUESTION_PARAM,
     LabelledImages,
     build_classification,
+    class_name_choice,
+    classification_question,
+    describe_choice,
     folder_class_names,
     read_class_names,
     scan_class_folders,
@@ -39,6 +51,8 @@ ANNOTATIONS = {
     "test": (("cars_test_annos_withlabels.mat", "devkit/cars_test_annos_withlabels.mat"), "cars_test"),
 }
 """Per split: where its labelled annotation file may be (torchvision's place first) and its image folder."""
+NAME_LISTS = ("authors", "devkit")
+YEAR_LAST = re.compile(r"(?P<model>.*\S) (?P<year>(?:19|20)\d\d)")
 LAYOUTS = (
     "torchvision's Stanford Cars folder (stanford_cars/ with devkit/cars_meta.mat, devkit/cars_train_annos.mat, "
     "cars_test_annos_withlabels.mat, cars_train/, cars_test/), an ImageFolder (SOURCE/<split>/<class>/*.jpg), "
@@ -46,26 +60,41 @@ LAYOUTS = (
 )
 
 
-@register("stanford-cars-vqa")
+def year_first(name: str) -> str:
+    """The authors' form of a Stanford Cars name: the model year moved to the front."""
+    match = YEAR_LAST.fullmatch(name)
+    return f"{match['year']} {match['model']}" if match else name
+
+
+def listed_names(names: Sequence[str], choice: str) -> list[str]:
+    """`names` as the named list `choice` (`NAME_LISTS`) writes them."""
+    return [year_first(name) for name in names] if choice == "authors" else list(names)
+
+
+@register("stanford-cars-vqa", params=QUESTION_PARAM)
 def build(options: BuildOptions) -> BuildResult:
     """Stanford Cars (devkit, ImageFolder or HF dataset) -> 4-option CLIP-hard MCQs (stanford_cars_vqa_<split>)."""
     if options.split not in SPLITS:
         raise ForgetkitError(f"stanford-cars-vqa has no split {options.split!r}; choose train or test")
     dataset = f"stanford_cars_vqa_{options.split}"
+    question = classification_question("stanford_cars_vqa", options)
+    choice = class_name_choice(options, NAME_LISTS)
     if options.source is not None and is_hf_source(options.source):
         hf = open_hf_images(options.source, options.split)
-        names = hf_class_names(hf, options, lambda label_names, _: list(label_names))
-        return build_classification(hf_labelled_images(hf, names, options, dataset), dataset, options)
-    source = options.require_source(LAYOUTS)
-    base = source / "stanford_cars" if (source / "stanford_cars").is_dir() else source
-    if any((base / name).exists() for name in ("devkit", "cars_train", "cars_test", "cars_test_annos_withlabels.mat")):
-        images = devkit_images(base, options)
+        names = hf_class_names(hf, choice, lambda label_names, _: listed_names(label_names, str(choice)))
+        images = hf_labelled_images(hf, names, options, dataset)
     else:
-        images = folder_images(source, options)
-    return build_classification(images, dataset, options)
+        source = options.require_source(LAYOUTS)
+        base = source / "stanford_cars" if (source / "stanford_cars").is_dir() else source
+        devkit = ("devkit", "cars_train", "cars_test", "cars_test_annos_withlabels.mat")
+        if any((base / name).exists() for name in devkit):
+            images = devkit_images(base, options, choice)
+        else:
+            images = folder_images(source, options, choice)
+    return build_classification(images, dataset, options, question=question, name_source=describe_choice(choice))
 
 
-def devkit_images(base: Path, options: BuildOptions) -> LabelledImages:
+def devkit_images(base: Path, options: BuildOptions, choice: str | Path) -> LabelledImages:
     """The split's images in annotation order, labelled by the 1-based `class` of each annotation."""
     meta = base / "devkit" / "cars_meta.mat"
     if not meta.is_file():
@@ -86,18 +115,21 @@ def devkit_images(base: Path, options: BuildOptions) -> LabelledImages:
             f"{annotation_file}: class must be 1..{len(names)} (cars_meta.mat has {len(names)} names), "
             f"found {classes.min()}..{classes.max()}"
         )
-    if options.class_names is not None:
+    if isinstance(choice, Path):
         keys = [str(number) for number in range(1, len(names) + 1)]
-        names = folder_class_names(keys, read_class_names(options.class_names), str(options.class_names))
+        names = folder_class_names(keys, read_class_names(choice), str(choice))
+    else:
+        names = listed_names(names, choice)
     return LabelledImages([images / name for name in files], classes - 1, names, images)
 
 
-def folder_images(source: Path, options: BuildOptions) -> LabelledImages:
+def folder_images(source: Path, options: BuildOptions, choice: str | Path) -> LabelledImages:
     root = split_folder(source, options.split, SPLIT_FOLDERS)
     folders, paths, labels = scan_class_folders(root)
-    names = folders
-    if options.class_names is not None:
-        names = folder_class_names(folders, read_class_names(options.class_names), str(options.class_names))
+    if isinstance(choice, Path):
+        names = folder_class_names(folders, read_class_names(choice), str(choice))
+    else:
+        names = listed_names(folders, choice)
     return LabelledImages(paths, labels, names, root)
 
 

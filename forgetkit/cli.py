@@ -48,12 +48,24 @@ def build_data(
     split: Annotated[str, typer.Option(help="Split to build; it names the output, e.g. imagenet_vqa_<split>.")] = "val",
     class_names: Annotated[
         Path | None,
-        typer.Option(help="File of '<folder> <class name>' lines, overriding the builder's shipped names."),
+        typer.Option(
+            help="A builder's named list (default: the authors'; e.g. openclip for imagenet-vqa, clip-benchmark for "
+            "caltech101-vqa, devkit for stanford-cars-vqa) or a file of '<folder> <class name>' lines."
+        ),
     ] = None,
-    clip_model: Annotated[str, typer.Option(help="open_clip model that ranks the distractors.")] = "ViT-B-32",
+    clip_model: Annotated[
+        str, typer.Option(help="open_clip model that ranks the distractors (ViT-L-14 + openai: the authors' CLIP).")
+    ] = "ViT-L-14",
     clip_pretrained: Annotated[
         str, typer.Option(help="open_clip weights tag or checkpoint file; 'none' = random weights (offline tests).")
     ] = "openai",
+    clip_templates: Annotated[
+        str,
+        typer.Option(
+            help="Class-name prompts: photo ('a photo of {name}', the authors'), simple or openai (open_clip's 7 or "
+            "80 ImageNet templates, averaged)."
+        ),
+    ] = "photo",
     seed: Annotated[int, typer.Option(help="Seed for distractors, answer positions, --limit and sampling.")] = 0,
     limit: Annotated[int | None, typer.Option(help="Build from a seeded random subset of this many items.")] = None,
     batch_size: Annotated[int, typer.Option(help="CLIP batch size.")] = 64,
@@ -108,6 +120,7 @@ def build_data(
     clip = ClipSpec(
         model=clip_model,
         pretrained=clip_pretrained,
+        templates=clip_templates,
         device=device,
         batch_size=batch_size,
         num_workers=default_num_workers() if num_workers is None else num_workers,

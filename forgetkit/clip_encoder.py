@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
 """Extra open_clip architectures; `tiny-random-clip` runs the real code path fast, for tests."""
 SHARD_SIZE = 8192
+TEMPLATE_SETS = ("photo", "simple", "openai")
+"""Prompt sets for the class-name embeddings: `photo` is the authors' one prompt, `simple` and `openai` are
+open_clip's 7 and 80 ImageNet templates (their embeddings are averaged)."""
+AUTHORS_PROMPT = "a photo of {}"
+"""The prompt of the authors' builders (`f"a photo of {name}"`, no article), `{}` standing for the class name."""
 
 
 def default_cache_dir() -> Path:
@@ -45,16 +50,28 @@ def default_num_workers() -> int:
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """Which open_clip model embeds images and class names, and how the work is batched and cached."""
+    """Which open_clip model embeds images and class names, and how the work is batched and cached.
 
-    model: str = "ViT-B-32"
+    The defaults are the authors' CLIP: open_clip's ViT-L-14 with `openai` weights is the network of
+    `openai/clip-vit-large-patch14`, prompted with `a photo of {name}`.
+    """
+
+    model: str = "ViT-L-14"
     pretrained: str = "openai"
+    templates: str = "photo"
     device: str = "cpu"
     batch_size: int = 64
     num_workers: int = 0
     seed: int = 0
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     """None turns caching off."""
+
+    def __post_init__(self) -> None:
+        if self.templates not in TEMPLATE_SETS:
+            raise ForgetkitError(
+                f"unknown CLIP prompt templates {self.templates!r}; pass --clip-templates with one of: "
+                f"{', '.join(TEMPLATE_SETS)}"
+            )
 
     @property
     def random_weights(self) -> bool:
@@ -70,8 +87,33 @@ class ClipSpec:
             return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         return self.pretrained
 
+    def quick_gelu(self) -> bool:
+        """Whether the weights were trained with QuickGELU, as open_clip's tag says: open_clip 3.3 builds ViT-L-14
+        with GELU even for `openai` weights (it only warns), which is not the network the weights belong to."""
+        if self.random_weights or Path(self.pretrained).is_file():
+            return False
+        import open_clip
+
+        return bool(open_clip.get_pretrained_cfg(self.model, self.pretrained).get("quick_gelu", False))
+
+    def prompts(self) -> tuple[str, ...]:
+        """The prompt patterns of `templates`, `{}` standing for the class name."""
+        if self.templates == "photo":
+            return (AUTHORS_PROMPT,)
+        import open_clip
+
+        sets = {"simple": open_clip.SIMPLE_IMAGENET_TEMPLATES, "openai": open_clip.OPENAI_IMAGENET_TEMPLATES}
+        return tuple(template("{}") for template in sets[self.templates])
+
     def describe(self) -> dict:
-        return {"model": self.model, "pretrained": self.pretrained, "weights_id": self.weights_id()}
+        return {
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "weights_id": self.weights_id(),
+            "quick_gelu": self.quick_gelu(),
+            "templates": self.templates,
+            "prompts": list(self.prompts()),
+        }
 
 
 @dataclass(frozen=True)
@@ -94,13 +136,18 @@ class Clip:
         open_clip.add_model_config(CONFIG_DIR)
         if spec.model not in open_clip.list_models():
             raise ForgetkitError(
-                f"unknown CLIP model {spec.model!r}; pick one of open_clip.list_models(), e.g. ViT-B-32"
+                f"unknown CLIP model {spec.model!r}; pick one of open_clip.list_models(), e.g. ViT-L-14 or ViT-B-32"
             )
+        quick_gelu = spec.quick_gelu()
+        self.cache_key = [spec.model, spec.weights_id(), f"quick_gelu={quick_gelu}"]
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(spec.seed)
                 model, _, preprocess = open_clip.create_model_and_transforms(
-                    spec.model, pretrained=None if spec.random_weights else spec.pretrained, device=spec.device
+                    spec.model,
+                    pretrained=None if spec.random_weights else spec.pretrained,
+                    device=spec.device,
+                    force_quick_gelu=quick_gelu,
                 )
         except RuntimeError as err:
             raise ForgetkitError(
@@ -121,10 +168,12 @@ class Clip:
         return contextlib.nullcontext()
 
     @torch.no_grad()
-    def encode_texts(self, class_names: Sequence[str], templates: Sequence[Callable[[str], str]]) -> torch.Tensor:
-        """One unit vector per class: the normalised mean of its prompt-template embeddings (cached)."""
-        prompts = [template(name) for name in class_names for template in templates]
-        cache = self._cache_file("text", [self.spec.model, self.spec.weights_id(), *prompts])
+    def encode_texts(self, class_names: Sequence[str]) -> torch.Tensor:
+        """One unit vector per class: the normalised mean of the unit embeddings of its prompts (cached); with one
+        prompt, the authors' normalised `a photo of {name}` embedding."""
+        templates = self.spec.prompts()
+        prompts = [template.replace("{}", name) for name in class_names for template in templates]
+        cache = self._cache_file("text", [*self.cache_key, *prompts])
         if cache is not None and cache.is_file():
             return torch.from_numpy(np.load(cache))
         chunks = []
@@ -237,9 +286,7 @@ class _Shard:
             except OSError:
                 stamps.append(f"{path}:missing")
         preprocess = repr(clip.preprocess)
-        self.file = clip._cache_file(
-            "images", [clip.spec.model, clip.spec.weights_id(), preprocess, *stamps], suffix=".shard"
-        )
+        self.file = clip._cache_file("images", [*clip.cache_key, preprocess, *stamps], suffix=".shard")
 
     def load(self, vectors: torch.Tensor, ok: np.ndarray, errors: dict[int, str]) -> bool:
         if self.file is None or not self.file.is_file():

@@ -41,7 +41,7 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
     VLMEvalKit. A source folder or dataset that is already complete is kept. `clip` picks the distractors
     of the classification sets (default: ViT-B-32 with random weights, which needs no download).
     """
-    clip = clip or ClipSpec(pretrained="none", batch_size=32, num_workers=0)
+    clip = clip or ClipSpec(model="ViT-B-32", pretrained="none", batch_size=32, num_workers=0)
     workdir.mkdir(parents=True, exist_ok=True)
     images = _drawn(workdir / "images", lambda root: make_image_folder(root, splits=SPLITS))
     ood = _drawn(workdir / "ood_images", write_ood_image_folder)

@@ -6,8 +6,21 @@ import string
 from dataclasses import asdict, dataclass
 
 LETTERS = string.ascii_uppercase
-CLASSIFICATION_QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
-"""The question of every classification MCQ, verbatim from the paper (App. B.1)."""
+CLASSIFICATION_QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C or D)."
+"""The question of the authors' ImageNet, ImageNet-V2 and Flowers102 MCQs (no comma before "or")."""
+PAPER_QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
+"""App. B.1's text, printed as the one question of every classification set; the released builders differ."""
+QUESTIONS = {
+    "imagenet_vqa": CLASSIFICATION_QUESTION,
+    "imagenetv2_vqa": CLASSIFICATION_QUESTION,
+    "flowers102_vqa": CLASSIFICATION_QUESTION,
+    "caltech101_vqa": "What is the object category in this image? Please answer with a single letter (A, B, C or D).",
+    "stanford_cars_vqa": (
+        "What is the make and model of the car in this image? Please answer with a single letter (A, B, C or D)."
+    ),
+}
+"""Each classification set's question, byte for byte as the authors' `data/processors/*_to_vqa_json.py` write it
+(github lihe50hz/MLLM-Forgetting, commit 16d5831); keyed by the set's dataset name without its split."""
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,17 @@ def check_questions(out: Path, dataset: str, truth: Callable[[dict], str]) -> li
     return built
 
 
+def check_prompts(out: Path, dataset: str, question: str) -> None:
+    """Every LF prompt is the authors' byte for byte: `<image>`, the question, then one `X. option` line per option
+    (their builders append `X. option\n` lines to `<image>\nQUESTION\n` and strip the end)."""
+    rows = json.loads((out / f"{dataset}.json").read_text())
+    assert rows
+    for record, row in zip(records(out, dataset), rows):
+        lines = "".join(f"\n{letter}. {option}" for letter, option in zip("ABCD", record["options"]))
+        assert row["messages"][0]["content"] == f"<image>\n{question}{lines}"
+        assert record["question"] == question
+
+
 def manifest(out: Path, dataset: str) -> dict:
     return json.loads((out / f"{dataset}.manifest.json").read_text())
 

@@ -1,4 +1,5 @@
-"""CLIP embeddings: batched, cached in atomic shards, resumable after a crash, equal with or without the cache."""
+"""CLIP embeddings: batched, cached in atomic shards, resumable after a crash, equal with or without the cache;
+by default the authors' CLIP (ViT-L-14 with OpenAI's weights and their QuickGELU) and prompt."""
 
 import dataclasses
 import shutil
@@ -89,16 +90,59 @@ def test_unreadable_images_are_reported_not_embedded(shapes: Path, tmp_path: Pat
     assert again.errors == result.errors
 
 
-def test_class_text_embeddings_are_cached_by_model_and_class_list(tmp_path: Path) -> None:
-    spec = ClipSpec(model="tiny-random-clip", pretrained="none", cache_dir=tmp_path)
-    templates = open_clip.SIMPLE_IMAGENET_TEMPLATES
-    first = Clip(spec).encode_texts(["circle", "square", "star"], templates)
+def test_class_text_embeddings_are_cached_by_model_templates_and_class_list(tmp_path: Path) -> None:
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", templates="simple", cache_dir=tmp_path)
+    first = Clip(spec).encode_texts(["circle", "square", "star"])
     clip = Clip(spec)
     clip.model.encode_text = None  # any call would fail: the cache must answer
-    assert torch.equal(clip.encode_texts(["circle", "square", "star"], templates), first)
+    assert torch.equal(clip.encode_texts(["circle", "square", "star"]), first)
     assert len(list(tmp_path.rglob("text-*.npy"))) == 1
-    Clip(spec).encode_texts(["circle", "square"], templates)
-    assert len(list(tmp_path.rglob("text-*.npy"))) == 2
+    Clip(spec).encode_texts(["circle", "square"])
+    Clip(dataclasses.replace(spec, templates="photo")).encode_texts(["circle", "square", "star"])
+    assert len(list(tmp_path.rglob("text-*.npy"))) == 3
+
+
+def test_the_default_prompt_is_the_authors_one_normalised_embedding_of_a_photo_of_name() -> None:
+    clip = Clip(ClipSpec(model="tiny-random-clip", pretrained="none", cache_dir=None))
+    with torch.no_grad():
+        direct = clip.model.encode_text(clip.tokenizer(["a photo of red circle", "a photo of blue star"]))
+    expected = direct / direct.norm(dim=-1, keepdim=True)
+    assert torch.allclose(clip.encode_texts(["red circle", "blue star"]), expected, atol=1e-6)
+
+
+def test_the_defaults_are_the_authors_clip_and_open_clips_template_sets_are_options() -> None:
+    spec = ClipSpec()
+    assert (spec.model, spec.pretrained, spec.templates, spec.prompts()) == (
+        "ViT-L-14",
+        "openai",
+        "photo",
+        ("a photo of {}",),
+    )
+    assert spec.quick_gelu() and ClipSpec(model="ViT-B-32").quick_gelu()
+    assert not ClipSpec(pretrained="none").quick_gelu()
+    simple = ClipSpec(templates="simple").prompts()
+    assert simple == tuple(template("{}") for template in open_clip.SIMPLE_IMAGENET_TEMPLATES) and len(simple) == 7
+    assert simple[0] == "itap of a {}."
+    assert len(ClipSpec(templates="openai").prompts()) == 80
+    with pytest.raises(
+        ForgetkitError,
+        match="unknown CLIP prompt templates 'fancy'; pass --clip-templates with one of: photo, simple, openai",
+    ):
+        ClipSpec(templates="fancy")
+
+
+def test_openai_weights_are_built_with_their_quick_gelu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """open_clip 3.3 builds ViT-L-14 with GELU, even for `openai` weights, unless told otherwise."""
+    seen: dict = {}
+
+    def offline(*args, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("no network in tests")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    with pytest.raises(ForgetkitError, match="could not load CLIP weights 'openai' for ViT-L-14"):
+        Clip(ClipSpec(cache_dir=None))
+    assert seen["force_quick_gelu"] is True and seen["pretrained"] == "openai"
 
 
 def test_unknown_model_and_missing_weights_get_one_line_errors() -> None:

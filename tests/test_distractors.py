@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from datasets_builders.imagenet_vqa import imagenet_names
 from forgetkit.distractors import group_names, pick_distractors, place_answers
 
 
@@ -59,3 +60,12 @@ def test_answer_positions_are_uniform_and_keep_every_option() -> None:
     assert (kept_order == [1, 2, 3]).all()
     counts = np.bincount(answers, minlength=4) / n
     assert np.allclose(counts, 0.25, atol=0.01)
+
+
+def test_the_authors_imagenet_names_that_collide_stay_one_option_text() -> None:
+    """First synonyms name two 'crane's and two 'maillot's, and 'Cardigan' (corgi) next to 'cardigan' (sweater)."""
+    names, _ = imagenet_names("authors", None)
+    texts, groups = group_names(names)
+    assert len(texts) == 997
+    assert groups[134] == groups[517] and groups[638] == groups[639] and groups[264] == groups[474]
+    assert texts[groups[474]] == "Cardigan"

@@ -1,5 +1,5 @@
 """`forgetkit build-data flowers102-vqa` on torchvision's Flowers102 files (jpg/, imagelabels.mat, setid.mat),
-on an ImageFolder and on a Hugging Face dataset."""
+on an ImageFolder and on a Hugging Face dataset; the authors' train (trnid + valid) and test (tstid) by default."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from classification_sources import check_questions, hf_dataset, manifest, output_bytes, save_hf, save_photo
+from classification_sources import (
+    check_prompts,
+    check_questions,
+    hf_dataset,
+    manifest,
+    output_bytes,
+    save_hf,
+    save_photo,
+)
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
@@ -21,6 +29,9 @@ NAMES = flowers_names()
 LABELS = np.array([1, 2, 3, 4, 5, 6] * 3)
 """imagelabels.mat: the 1-based class of image i+1 (18 images, 6 classes)."""
 SPLIT_IDS = {"trnid": [1, 2, 3, 4, 5, 6], "valid": [7, 8, 9, 10, 11, 12], "tstid": [18, 13, 16, 14, 17, 15]}
+SETID = {"splits": "setid"}
+QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C or D)."
+"""data/processors/flower102_to_vqa_json.py at commit 16d5831 of the authors' repository, byte for byte."""
 
 
 def build(source: Path, out: Path, clip: ClipSpec, split: str = "test", **overrides) -> Path:
@@ -46,14 +57,35 @@ def by_image_id(record: dict) -> str:
     return NAMES[LABELS[image_id - 1] - 1]
 
 
-def test_each_split_holds_its_setid_images_asked_with_their_flower_name(
+def image_ids(built: list[dict]) -> list[int]:
+    return [int(Path(record["image"]).stem.removeprefix("image_")) for record in built]
+
+
+def test_the_authors_train_is_trnid_and_valid_and_their_test_is_tstid(
+    torchvision_root: Path, tmp_path: Path, offline_clip: ClipSpec
+) -> None:
+    train = check_questions(
+        build(torchvision_root, tmp_path / "train", offline_clip, split="train"), "flowers102_vqa_train", by_image_id
+    )
+    assert image_ids(train) == SPLIT_IDS["trnid"] + SPLIT_IDS["valid"]
+    test = build(torchvision_root, tmp_path / "test", offline_clip)
+    assert image_ids(check_questions(test, "flowers102_vqa_test", by_image_id)) == SPLIT_IDS["tstid"]
+    check_prompts(test, "flowers102_vqa_test", QUESTION)
+    assert manifest(test, "flowers102_vqa_test")["class_name_source"] == "authors"
+    with pytest.raises(ForgetkitError, match="the authors' Flowers102 split has no 'val'.*--param splits=setid"):
+        build(torchvision_root, tmp_path / "val", offline_clip, split="val")
+    with pytest.raises(ForgetkitError, match="--param splits='official' is unknown"):
+        build(torchvision_root, tmp_path / "val", offline_clip, params={"splits": "official"})
+
+
+def test_with_splits_setid_each_split_holds_its_setid_images_asked_with_their_flower_name(
     torchvision_root: Path, tmp_path: Path, offline_clip: ClipSpec
 ) -> None:
     seen = {}
     for split, key in (("train", "trnid"), ("val", "valid"), ("test", "tstid")):
-        out = build(torchvision_root, tmp_path / split, offline_clip, split=split)
+        out = build(torchvision_root, tmp_path / split, offline_clip, split=split, params=SETID)
         built = check_questions(out, f"flowers102_vqa_{split}", by_image_id)
-        seen[split] = [int(Path(record["image"]).stem.removeprefix("image_")) for record in built]
+        seen[split] = image_ids(built)
         assert seen[split] == SPLIT_IDS[key]  # setid.mat order
         assert manifest(out, f"flowers102_vqa_{split}")["class_names"] == 102
     assert (tmp_path / "test" / "flowers102_vqa_test.tsv").is_file()
@@ -116,7 +148,9 @@ def test_a_hugging_face_dataset_and_a_class_names_override(tmp_path: Path, offli
     check_questions(out, "flowers102_vqa_test", lambda record: renamed[labels[int(record["id"].split("/")[-1])]])
 
 
-def test_class_names_are_clip_benchmarks_cleaned_list() -> None:
+def test_class_names_are_clip_benchmarks_cleaned_list_which_is_the_authors() -> None:
     assert len(NAMES) == 102
-    assert NAMES[0] == "pink primrose"
+    assert NAMES[:3] == ["pink primrose", "hard-leaved pocket orchid", "canterbury bells"]  # flowers_classes.json
     assert NAMES[59] == "pink and yellow dahlia"  # torchvision's list has 'pink-yellow dahlia?'
+    assert NAMES[76] == "passion flower"  # the authors' flowers.jsonl label of image_00001 (imagelabels.mat: 77)
+    assert NAMES[-1] == "blackberry lily"

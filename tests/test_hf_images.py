@@ -27,7 +27,8 @@ from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 
 WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475", "n01496331"]
-CLIP_NAMES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead shark", "electric ray"]
+# The authors' names: each class's first WordNet synonym ("hammerhead", not open_clip's "hammerhead shark").
+AUTHORS_NAMES = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead", "electric ray"]
 VAL_LABELS = [0, 1, 2, 3, 4, 5, 0, 2, 4]
 
 
@@ -50,11 +51,11 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_a_saved_dataset_becomes_image_files_and_questions_with_clip_names(
+def test_a_saved_dataset_becomes_image_files_and_questions_with_the_authors_names(
     saved: Path, tmp_path: Path, offline_clip: ClipSpec
 ) -> None:
     out = build(saved, tmp_path / "out", offline_clip)  # --split val finds the 'validation' split
-    check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, CLIP_NAMES))
+    check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, AUTHORS_NAMES))
     stored = datasets.load_from_disk(str(saved))["validation"].cast_column("image", Image(decode=False))
     for row, cell in enumerate(stored["image"]):
         assert (out / "images" / "imagenet_vqa_val" / f"{row}.jpg").read_bytes() == cell["bytes"]
@@ -89,7 +90,7 @@ def test_limit_writes_only_the_chosen_images_and_matches_a_full_build_subset(
 ) -> None:
     out = build(saved, tmp_path / "out", offline_clip, limit=4, seed=2)
     assert len(list((out / "images" / "imagenet_vqa_val").iterdir())) == 4
-    assert len(check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, CLIP_NAMES))) == 4
+    assert len(check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, AUTHORS_NAMES))) == 4
 
 
 def test_a_cached_hub_dataset_is_read_offline(
@@ -99,7 +100,7 @@ def test_a_cached_hub_dataset_is_read_offline(
     cache_hub_dataset(cache, "someone/tiny-imagenet", {"validation": hf_dataset(VAL_LABELS, WNIDS)})
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
     out = build("hf:someone/tiny-imagenet", tmp_path / "out", offline_clip)
-    check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, CLIP_NAMES))
+    check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, AUTHORS_NAMES))
     with pytest.raises(ForgetkitError, match="someone/absent is not in the Hugging Face datasets cache.*load_dataset"):
         build("hf:someone/absent", tmp_path / "out2", offline_clip)
 
@@ -128,7 +129,7 @@ def test_a_corrupt_image_is_skipped_and_counted_and_a_row_without_image_too(
     rows = Dataset.from_dict({"image": cells, "label": VAL_LABELS}, features=features)
     source = save_hf(tmp_path / "source", {"validation": rows})
     out = build(source, tmp_path / "out", offline_clip)
-    built = check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, CLIP_NAMES))
+    built = check_questions(out, "imagenet_vqa_val", truth_by_row(VAL_LABELS, AUTHORS_NAMES))
     assert len(built) == len(VAL_LABELS) - 2
     skipped = manifest(out, "imagenet_vqa_val")["skipped"]
     reasons = {item["item"]: item["reason"] for item in skipped}

@@ -4,16 +4,19 @@ import json
 import shutil
 from pathlib import Path
 
+import open_clip
 import pytest
+from classification_sources import check_prompts, check_questions, manifest, save_photo
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
-from datasets_builders.imagenet_vqa import imagenet_wnid_names
+from datasets_builders.imagenet_vqa import _synset_lemmas, imagenet_names, imagenet_wnid_names, imagenet_wnids
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
-from forgetkit.records import CLASSIFICATION_QUESTION
 
 OFFLINE_CLIP = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=16, cache_dir=None)
+QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C or D)."
+"""data/processors/imagenet_to_vqa_json.py at commit 16d5831 of the authors' repository, byte for byte."""
 
 
 def build(source: Path, out: Path, **overrides) -> list[dict]:
@@ -35,7 +38,7 @@ def test_every_image_becomes_a_four_option_question_with_distinct_texts(built: P
     assert len(rows) == 12 * 2
     for row in rows:
         question, *options = row["messages"][0]["content"].removeprefix("<image>\n").splitlines()
-        assert question == CLASSIFICATION_QUESTION
+        assert question == QUESTION
         assert [o[:3] for o in options] == ["A. ", "B. ", "C. ", "D. "]
         texts = [o[3:] for o in options]
         assert len(set(texts)) == 4
@@ -65,7 +68,17 @@ def test_manifest_says_how_the_set_was_made_and_hashes_every_file(built: Path, s
 
     manifest = json.loads((built / "imagenet_vqa_val.manifest.json").read_text())
     assert manifest["source"] == str(shapes.resolve()) and manifest["split"] == "val" and manifest["seed"] == 0
-    assert manifest["clip"] == {"model": "tiny-random-clip", "pretrained": "none", "weights_id": "random-seed0"}
+    assert manifest["clip"] == {
+        "model": "tiny-random-clip",
+        "pretrained": "none",
+        "weights_id": "random-seed0",
+        "quick_gelu": False,
+        "templates": "photo",
+        "prompts": ["a photo of {}"],
+    }
+    assert manifest["question"] == QUESTION
+    digest = hashlib.sha256((shapes / "class_names.txt").read_bytes()).hexdigest()
+    assert manifest["class_name_source"] == f"file class_names.txt (sha256 {digest})"
     assert manifest["counts"]["records"] == 24 and manifest["counts"]["skipped"] == 0
     assert sum(manifest["counts"]["answers"].values()) == 24
     for name, digest in manifest["files"].items():
@@ -128,3 +141,65 @@ def test_imagenet_wnids_map_to_clip_class_names() -> None:
 def test_unknown_dataset_lists_the_registered_ones() -> None:
     with pytest.raises(ForgetkitError, match="unknown dataset 'imagenet'.*imagenet-vqa"):
         run_builder("imagenet", BuildOptions(source=None, out=Path(".")))
+
+
+def test_each_prompt_is_the_authors_byte_for_byte_and_the_paper_text_is_an_option(
+    built: Path, shapes: Path, tmp_path: Path
+) -> None:
+    check_prompts(built, "imagenet_vqa_val", QUESTION)
+    build(shapes, tmp_path, params={"question": "paper"})
+    paper = "What is the class of this image? Please answer with a single letter (A, B, C, or D)."
+    check_prompts(tmp_path, "imagenet_vqa_val", paper)
+    with pytest.raises(ForgetkitError, match="question='verbatim' is unknown; pass question=released or"):
+        build(shapes, tmp_path, params={"question": "verbatim"})
+
+
+def test_the_authors_names_are_the_first_synonym_of_each_class_and_openclip_is_an_option() -> None:
+    names, source = imagenet_names("authors", None)
+    assert source == "authors (first synonyms of timm's ImageNet synset words)"
+    assert (names[0], names[4], names[7], names[134], names[517]) == ("tench", "hammerhead", "cock", "crane", "crane")
+    assert names[264] == "Cardigan" and names[474] == "cardigan"
+    assert imagenet_names("openclip", None) == (list(open_clip.IMAGENET_CLASSNAMES), "openclip")
+    assert open_clip.IMAGENET_CLASSNAMES[4] == "hammerhead shark"
+
+
+WNIDS = ["n01440764", "n01443537", "n01484850", "n01491361", "n01494475"]
+
+
+@pytest.fixture(scope="module")
+def with_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SOURCE/val/<wnid>/*.JPEG and the authors' SOURCE/metadata.txt, a dict literal of class index -> synonyms."""
+    root = tmp_path_factory.mktemp("imagenet")
+    for label, wnid in enumerate(WNIDS):
+        for n in range(2):
+            save_photo(root / "val" / wnid / f"{wnid}_{n}.JPEG", label, n)
+    lemmas = _synset_lemmas()
+    table = {index: lemmas[wnid] for index, wnid in enumerate(imagenet_wnids())}
+    table[0] = "Tinca tinca, tench"
+    (root / "metadata.txt").write_text(repr(table))
+    return root
+
+
+def test_the_sources_metadata_txt_names_the_classes_by_its_first_synonyms(with_metadata: Path, tmp_path: Path) -> None:
+    build(with_metadata, tmp_path / "authors", class_names=None)
+    authors = ["Tinca tinca", "goldfish", "great white shark", "tiger shark", "hammerhead"]
+    built = check_questions(
+        tmp_path / "authors", "imagenet_vqa_val", lambda r: authors[WNIDS.index(r["id"].split("/")[1])]
+    )
+    assert {record["class_label"] for record in built} == set(authors)
+    source = manifest(tmp_path / "authors", "imagenet_vqa_val")["class_name_source"]
+    assert source == "authors (first synonyms in SOURCE/metadata.txt)"
+    build(with_metadata, tmp_path / "openclip", class_names=Path("openclip"))
+    clip = ["tench", "goldfish", "great white shark", "tiger shark", "hammerhead shark"]
+    check_questions(tmp_path / "openclip", "imagenet_vqa_val", lambda r: clip[WNIDS.index(r["id"].split("/")[1])])
+    assert manifest(tmp_path / "openclip", "imagenet_vqa_val")["class_name_source"] == "openclip"
+    with pytest.raises(ForgetkitError, match="--class-names clip is neither a file nor one of this builder's lists"):
+        build(with_metadata, tmp_path / "bad", class_names=Path("clip"))
+
+
+def test_a_metadata_txt_that_is_not_the_authors_dict_is_refused(with_metadata: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    shutil.copytree(with_metadata, source)
+    (source / "metadata.txt").write_text("{0: 'tench, Tinca tinca'}")
+    with pytest.raises(ForgetkitError, match=r"metadata.txt must map each class index 0-999 to its synonyms"):
+        build(source, tmp_path / "out", class_names=None)

@@ -6,17 +6,28 @@ from pathlib import Path
 
 import open_clip
 import pytest
-from classification_sources import check_questions, hf_dataset, manifest, output_bytes, save_hf, save_photo
+from classification_sources import (
+    check_prompts,
+    check_questions,
+    hf_dataset,
+    manifest,
+    output_bytes,
+    save_hf,
+    save_photo,
+)
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
+from datasets_builders.imagenet_vqa import imagenet_names
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 
 CLASSES = (0, 1, 2, 10, 100, 999)
 """Folder '10' sorts before '2': names must follow the number, not the position."""
 PER_CLASS = 2
-NAMES = open_clip.IMAGENET_CLASSNAMES
+NAMES, _ = imagenet_names("authors", None)
+QUESTION = "What is the class of this image? Please answer with a single letter (A, B, C or D)."
+"""data/processors/imagenetv2_to_vqa_json.py at commit 16d5831 of the authors' repository, byte for byte."""
 
 
 def build(source: Path, out: Path, clip: ClipSpec, **overrides) -> Path:
@@ -51,6 +62,26 @@ def test_each_image_is_asked_with_its_imagenet_class_name(
     assert manifest(out, "imagenetv2_vqa_test")["counts"]["classes"] == len(CLASSES)
     again = build(release / "imagenetv2-matched-frequency-format-val", tmp_path / "again", offline_clip)
     assert output_bytes(again, "imagenetv2_vqa_test") == output_bytes(out, "imagenetv2_vqa_test")
+    check_prompts(out, "imagenetv2_vqa_test", QUESTION)
+
+
+def test_the_authors_first_synonyms_by_default_and_open_clips_names_as_an_option(
+    release: Path, tmp_path: Path, offline_clip: ClipSpec
+) -> None:
+    out = build(release, tmp_path / "out", offline_clip)
+    assert {record["class_label"] for record in check_questions(out, "imagenetv2_vqa_test", by_folder)} == {
+        "tench",
+        "goldfish",
+        "great white shark",
+        "brambling",
+        "black swan",
+        "toilet tissue",
+    }
+    clip = build(release, tmp_path / "clip", offline_clip, class_names=Path("openclip"))
+    check_questions(
+        clip, "imagenetv2_vqa_test", lambda r: open_clip.IMAGENET_CLASSNAMES[int(Path(r["image"]).parent.name)]
+    )
+    assert manifest(clip, "imagenetv2_vqa_test")["class_name_source"] == "openclip"
 
 
 def test_val_is_another_name_for_the_one_test_set(release: Path, tmp_path: Path, offline_clip: ClipSpec) -> None:

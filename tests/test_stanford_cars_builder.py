@@ -1,5 +1,5 @@
 """`forgetkit build-data stanford-cars-vqa` on torchvision's Stanford Cars devkit layout (.mat annotations),
-on a class-named ImageFolder and on a Hugging Face dataset."""
+on a class-named ImageFolder and on a Hugging Face dataset, with the authors' year-first class names."""
 
 from __future__ import annotations
 
@@ -9,21 +9,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from classification_sources import check_questions, hf_dataset, manifest, output_bytes, save_hf, save_photo
+from classification_sources import (
+    check_prompts,
+    check_questions,
+    hf_dataset,
+    manifest,
+    output_bytes,
+    save_hf,
+    save_photo,
+)
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
+from datasets_builders.stanford_cars_vqa import year_first
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 
-NAMES = [
+DEVKIT = [
     "AM General Hummer SUV 2000",
     "Acura RL Sedan 2012",
     "Audi R8 Coupe 2012",
-    "BMW M3 Coupe 2012",
+    "Ram C/V Cargo Van Minivan 2012",
     "Tesla Model S Sedan 2012",
     "smart fortwo Convertible 2012",
 ]
+"""cars_meta.mat's class_names (devkit classes 1, 2, 15, 174, 185, 196)."""
+NAMES = [
+    "2000 AM General Hummer SUV",
+    "2012 Acura RL Sedan",
+    "2012 Audi R8 Coupe",
+    "2012 Ram C/V Cargo Van Minivan",
+    "2012 Tesla Model S Sedan",
+    "2012 smart fortwo Convertible",
+]
+"""The same classes in the authors' data/raw_datasets/cars_classes.json (commit 16d5831), byte for byte."""
+QUESTION = "What is the make and model of the car in this image? Please answer with a single letter (A, B, C or D)."
+"""data/processors/stanfordcars_to_vqa_json.py at commit 16d5831 of the authors' repository, byte for byte."""
 CLASSES = {"train": [1, 2, 3, 4, 5, 6, 1, 3], "test": [6, 5, 4, 3, 2, 1, 2]}
 """The 1-based `class` of each annotation, per split."""
 FIELDS = ("bbox_x1", "bbox_y1", "bbox_x2", "bbox_y2", "class", "fname")
@@ -47,7 +68,7 @@ def torchvision_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ROOT/stanford_cars/ as torchvision.datasets.StanfordCars expects it."""
     base = tmp_path_factory.mktemp("torchvision") / "stanford_cars"
     (base / "devkit").mkdir(parents=True)
-    scipy.io.savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array([NAMES], dtype=object)})
+    scipy.io.savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array([DEVKIT], dtype=object)})
     scipy.io.savemat(base / "devkit" / "cars_train_annos.mat", {"annotations": annotations(CLASSES["train"])})
     scipy.io.savemat(base / "cars_test_annos_withlabels.mat", {"annotations": annotations(CLASSES["test"])})
     for split, classes in CLASSES.items():
@@ -56,8 +77,8 @@ def torchvision_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base.parent
 
 
-def by_file(split: str):
-    return lambda record: NAMES[CLASSES[split][int(Path(record["image"]).stem) - 1] - 1]
+def by_file(split: str, names: list[str] = NAMES):
+    return lambda record: names[CLASSES[split][int(Path(record["image"]).stem) - 1] - 1]
 
 
 def build(source: Path, out: Path, clip: ClipSpec, split: str = "test", **overrides) -> Path:
@@ -74,6 +95,22 @@ def test_each_split_is_asked_with_the_devkit_class_names(
         out = build(torchvision_root, tmp_path / split, offline_clip, split=split)
         assert len(check_questions(out, f"stanford_cars_vqa_{split}", by_file(split))) == len(classes)
         assert manifest(out, f"stanford_cars_vqa_{split}")["counts"]["classes"] == len(set(classes))
+        check_prompts(out, f"stanford_cars_vqa_{split}", QUESTION)
+    assert manifest(out, "stanford_cars_vqa_test")["class_name_source"] == "authors"
+
+
+def test_the_devkit_names_as_written_are_an_option(
+    torchvision_root: Path, tmp_path: Path, offline_clip: ClipSpec
+) -> None:
+    out = build(torchvision_root, tmp_path / "out", offline_clip, class_names=Path("devkit"))
+    check_questions(out, "stanford_cars_vqa_test", by_file("test", DEVKIT))
+    assert manifest(out, "stanford_cars_vqa_test")["class_name_source"] == "devkit"
+
+
+def test_the_authors_names_put_the_model_year_first() -> None:
+    assert [year_first(name) for name in DEVKIT] == NAMES
+    assert [year_first(name) for name in NAMES] == NAMES
+    assert year_first("Some Car") == "Some Car"
 
 
 def test_same_seed_gives_identical_bytes(torchvision_root: Path, tmp_path: Path, offline_clip: ClipSpec) -> None:
@@ -137,11 +174,11 @@ def test_class_names_override_keyed_by_class_number(
 
 
 def test_a_class_named_image_folder_and_a_hugging_face_dataset(tmp_path: Path, offline_clip: ClipSpec) -> None:
-    for label, name in enumerate(NAMES):  # Kaggle's car_data/{train,test}/<class name>/*.jpg
-        save_photo(tmp_path / "car_data" / "test" / name / f"{label:05d}.jpg", label, label)
+    for label, name in enumerate(DEVKIT):  # Kaggle's car_data/{train,test}/<class name>/*.jpg
+        save_photo(tmp_path / "car_data" / "test" / name.replace("/", "-") / f"{label:05d}.jpg", label, label)
     out = build(tmp_path / "car_data", tmp_path / "folder-out", offline_clip)
-    check_questions(out, "stanford_cars_vqa_test", lambda record: Path(record["image"]).parent.name)
+    check_questions(out, "stanford_cars_vqa_test", lambda record: year_first(Path(record["image"]).parent.name))
     labels = [0, 1, 2, 3, 4, 5, 5]
-    source = save_hf(tmp_path / "hf", {"train": hf_dataset([0, 1], NAMES), "test": hf_dataset(labels, NAMES)})
+    source = save_hf(tmp_path / "hf", {"train": hf_dataset([0, 1], DEVKIT), "test": hf_dataset(labels, DEVKIT)})
     out = build(source, tmp_path / "hf-out", offline_clip)
     check_questions(out, "stanford_cars_vqa_test", lambda record: NAMES[labels[int(record["id"].split("/")[-1])]])
