@@ -456,8 +456,20 @@ def score(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `forgetkit launch`.")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the report (default RUN_DIR/report).")] = None,
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RUN_DIR...",
+            help="Run directories made by `forgetkit launch`; several (one per model) also get one merged Table 2.",
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write the report (default RUN_DIR/report); with several runs, the merged Table 2's folder "
+            "(each run's own report goes to RUN_DIR/report)."
+        ),
+    ] = None,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples for every 95 % interval.")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     id_dataset: Annotated[
@@ -472,14 +484,27 @@ def report(
     change vs zero-shot with a 95 % bootstrap interval, forgetting only when the interval lies below zero, the
     continual Last / Average / backward transfer), numbers.json, CSVs, and Fig. 2, Fig. 3 and CL heatmaps as PNG.
 
-    Run `forgetkit score RUN_DIR` first if the run was not scored (launch scores it).
+    Run `forgetkit score RUN_DIR` first if the run was not scored (launch scores it). Table 2 (a) compares
+    models, one run each: forgetkit report RUN_3B RUN_7B RUN_LLAVA --out table2 writes every run's report
+    and the three models' rows in table2/table2.md.
     """
-    from forgetkit.report import summary, write_report
+    from forgetkit.report import summary, write_merged_table2, write_report
 
-    if not run_dir.is_dir():
-        raise ForgetkitError(f"run directory {run_dir} does not exist; pass the --run-dir given to launch")
-    written = write_report(run_dir, out, resamples=resamples, seed=seed, id_dataset=id_dataset, data_dir=data)
-    typer.echo(summary(written))
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise ForgetkitError(f"run directory {run_dir} does not exist; pass the --run-dir given to launch")
+    if len(run_dirs) > 1 and out is None:
+        raise ForgetkitError(
+            "several runs: give --out DIR for their merged Table 2 (each run's report goes to RUN/report)"
+        )
+    options = {"resamples": resamples, "seed": seed, "id_dataset": id_dataset, "data_dir": data}
+    if len(run_dirs) == 1:
+        typer.echo(summary(write_report(run_dirs[0], out, **options)))
+        return
+    written = [write_report(run_dir, **options) for run_dir in run_dirs]
+    for folder in written:
+        typer.echo(summary(folder) + "\n")
+    typer.echo(f"Table 2 of {len(written)} runs: {write_merged_table2(written, out) / 'table2.md'}")
 
 
 @app.command()

@@ -149,6 +149,19 @@ def test_report_writes_the_run_report_and_prints_its_summary(
     assert (run / "report" / "fig2.png").is_file() and (run / "report" / "numbers.json").is_file()
 
 
+def test_report_of_several_runs_merges_their_table2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    from test_report import two_recipe_run
+
+    runs = [str(two_recipe_run(tmp_path / name)) for name in ("a", "b")]
+    code, _, err = run_main(monkeypatch, capsys, "report", *runs)
+    assert code == 2 and "several runs: give --out DIR" in err
+    code, out, _ = run_main(monkeypatch, capsys, "report", *runs, "--out", str(tmp_path / "t2"), "--resamples", "200")
+    assert code == 0 and f"Table 2 of 2 runs: {tmp_path / 't2' / 'table2.md'}" in out
+    assert all((Path(run) / "report" / "report.md").is_file() for run in runs)
+
+
 def test_probe_of_a_model_against_itself_reports_no_drift(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
