@@ -27,6 +27,8 @@ Bar = tuple[float, float, float]
 ProbePoint = tuple[float, float, Mapping[str, Bar]]
 """(KL in nats, answer-token mass shift in pp, {quadrant: Δ vs zero-shot in pp with its interval}) of one
 checkpoint."""
+MixPoint = tuple[float, float, float | None]
+"""(mixing ratio, ID accuracy, OOD^T-ID^I accuracy or None) of one data-hybrid recipe."""
 
 LEGEND_COLUMNS = 4
 CLASSLABEL_BARS = ("accuracy", "accuracy with class-label distractor", "mischoice on class name")
@@ -73,6 +75,27 @@ def forgetting_curves(
     handles += [Line2D([], [], marker="*", markersize=12, color="black", linestyle="none")] if zero_shot else []
     labels = [*curves, *(["zero-shot"] if zero_shot else [])]
     figure.legend(handles, labels, loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
+    _save(figure, path)
+
+
+def mixing_curves(path: Path, series: Mapping[str, Sequence[MixPoint]], id_label: str) -> None:
+    """Fig. 4: the fine-tuned task's accuracy (left) and the OOD^T-ID^I mean (right) against the share of the
+    mixed-in dataset, one line per dataset; ratio 0 is the base set alone, shared by every line."""
+    figure = Figure(figsize=(10, 4.4))
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.27, top=0.9, wspace=0.22)
+    axes = figure.subplots(1, 2)
+    colors = dict(zip(series, _colors(len(series))))
+    for ax, title, column in ((axes[0], f"{id_label}", 1), (axes[1], quadrant_title("OOD^T-ID^I"), 2)):
+        ax.set_title(title)
+        ax.set_xlabel("mixing ratio")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        for arm, points in series.items():
+            xy = sorted((point[0], point[column]) for point in points if point[column] is not None)
+            if xy:
+                ax.plot(*zip(*xy), marker="o", markersize=4, linewidth=1.2, color=colors[arm])
+    handles = [Line2D([], [], marker="o", markersize=4, color=color) for color in colors.values()]
+    figure.legend(handles, list(series), loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
     _save(figure, path)
 
 

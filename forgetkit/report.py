@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import yaml
@@ -37,6 +37,9 @@ from forgetkit import atomic, plots
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.recipes import Method, Part, Recipe, Scheduler
+
+if TYPE_CHECKING:
+    from forgetkit.study import Study
 from forgetkit.rundir import ZERO_SHOT, RunDir, stage_slug
 from forgetkit.scoring import score_items, scored_items
 
@@ -256,7 +259,8 @@ def build_report(
             recipes.setdefault(match["recipe"], []).append(checkpoint)
     spec = _spec(run)
     final = {recipe: steps[-1] for recipe, steps in recipes.items()}
-    launched = _launched_recipes(run)
+    study = _launched(run)
+    launched = study.recipes if study else {}
     reference = next(
         (name for name, recipe in launched.items() if name in final and _is(recipe, *TABLE1_REFERENCE)), None
     )
@@ -277,6 +281,7 @@ def build_report(
         "table1": _table1(stats, final, quadrants, id_dataset, reference),
         "table2": _table2(stats, final, quadrants, str(spec.get("model") or "")),
         "table2_size": _table2_size(stats, launched, id_dataset),
+        "fig4": _fig4(stats, study, final, quadrants, id_dataset),
         "continual": _continual(stats, run.continual()),
         "fig3": _fig3(stats, final, run, data_dir),
         "probe": probe_rows,
@@ -357,12 +362,43 @@ def _quadrants(stats: Stats, checkpoints: list[str], quadrants: Mapping[str, lis
     return rows
 
 
-def _launched_recipes(run: RunDir) -> dict[str, Recipe]:
-    """The recipes of the spec the run was launched with (presets resolved); none without a spec."""
+def _launched(run: RunDir) -> Study | None:
+    """The spec the run was launched with (presets resolved); None without one."""
     from forgetkit.study import load_study
 
     path = run.root / "spec.yaml"
-    return load_study(path).recipes if path.is_file() else {}
+    return load_study(path) if path.is_file() else None
+
+
+def _fig4(
+    stats: Stats,
+    study: Study | None,
+    final: Mapping[str, str],
+    quadrants: Mapping[str, list[str]],
+    id_dataset: str | None,
+) -> list[dict]:
+    """Fig. 4: per data-hybrid recipe (its own `train:` of the base set plus one other at a ratio), the final
+    checkpoint's ID and OOD^T-ID^I accuracy; a recipe on the base set alone is ratio 0 of every arm."""
+    if study is None or id_dataset is None:
+        return []
+    mixes = {name: study.data_for(name) for name in final if name in study.recipes}
+    arms = {data.train[1] for data in mixes.values() if len(data.train) == 2}
+    bases = {data.train[0] for data in mixes.values() if len(data.train) == 2}
+    rows = []
+    for name, data in mixes.items():
+        checkpoint = final[name]
+        if len(data.train) > 2 or data.train[0] not in bases or not stats.has(checkpoint, id_dataset):
+            continue
+        row: dict[str, Any] = {"recipe": name, "checkpoint": checkpoint, "base": data.train[0]}
+        row |= stats.accuracy(checkpoint, id_dataset).interval().fields("id_accuracy", "pct")
+        ood = quadrants.get("OOD^T-ID^I", [])
+        if ood and stats.has(checkpoint, *ood):
+            row |= stats.quadrant(checkpoint, ood).interval().fields("OOD^T-ID^I accuracy", "pct")
+        else:
+            row |= _empty_fields("OOD^T-ID^I accuracy", "pct")
+        mixed = [(data.train[1], float(data.mix_probs[1]))] if len(data.train) == 2 else [(arm, 0.0) for arm in arms]
+        rows += [row | {"arm": arm, "ratio": ratio} for arm, ratio in mixed]
+    return sorted(rows, key=lambda row: (row["arm"], row["ratio"])) if arms else []
 
 
 def _is(recipe: Recipe, part: Part, method: Method, lr: float | None = None) -> bool:
@@ -719,6 +755,13 @@ def _figures(numbers: dict, out: Path) -> dict[str, Any]:
     if id_dataset and any(curves.values()):
         plots.forgetting_curves(out / "fig2.png", curves, point(ZERO_SHOT), id_dataset)
         figures["fig2"] = "fig2.png"
+    if numbers["fig4"]:
+        series: dict[str, list[plots.MixPoint]] = {}
+        for row in numbers["fig4"]:
+            ood = Interval.read(row, "OOD^T-ID^I accuracy", "pct")
+            series.setdefault(row["arm"], []).append((row["ratio"], row["id_accuracy_pct"], ood and ood.value))
+        plots.mixing_curves(out / "fig4.png", series, id_dataset)
+        figures["fig4"] = "fig4.png"
     if numbers["fig3"]:
         bars = dict(zip(plots.CLASSLABEL_BARS, ("accuracy", "classlabel_accuracy", "mischoice")))
         groups = {
@@ -754,7 +797,10 @@ def _figures(numbers: dict, out: Path) -> dict[str, Any]:
 
 
 def _csv_tables(numbers: dict) -> dict[str, list[dict]]:
-    names = ("accuracies", "changes", "quadrants", "table1", "table2", "table2_size", "fig3", "probe", "probe_spearman")
+    names = (
+        *("accuracies", "changes", "quadrants", "table1", "table2", "table2_size"),
+        *("fig3", "fig4", "probe", "probe_spearman"),
+    )
     tables = {name: numbers[name] for name in names}
     matrix, table3 = [], []
     for name, sequence in numbers["continual"].items():
@@ -932,6 +978,22 @@ def _markdown(numbers: dict) -> str:
         parts.append(
             f"## Fig. 2: each quadrant against {numbers['id_dataset']} accuracy, one point per checkpoint\n\n"
             f"![Fig. 2]({figures['fig2']})"
+        )
+    if "fig4" in figures:
+        header = ["mixed in", "ratio", "recipe", f"{numbers['id_dataset']} %", "OOD^T-ID^I %"]
+        rows = [
+            [
+                row["arm"],
+                f"{row['ratio']:g}",
+                row["recipe"],
+                _accuracy_cell(row, "id_accuracy"),
+                _accuracy_cell(row, "OOD^T-ID^I accuracy"),
+            ]
+            for row in numbers["fig4"]
+        ]
+        parts.append(
+            "## Fig. 4: data-hybrid training, accuracy against the mixing ratio (ratio 0: the base set alone)\n\n"
+            f"![Fig. 4]({figures['fig4']})\n\n{_md_table(header, rows)}"
         )
     if "fig3" in figures:
         header = ["model state", "ImageWikiQA %", "with class-label distractor %", "mischoice on class name %"]

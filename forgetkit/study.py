@@ -26,8 +26,10 @@ from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, DataSpec
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
 from forgetkit.scoring import score_run
 from forgetkit.steps import VLMEVAL, Step, eval_steps, run_stage, train_step
-from forgetkit.train_config import resolve_recipe
+from forgetkit.train_config import mixing, resolve_recipe
 
+RECIPE_DATA_KEYS = ("train", "mix_ratio")
+"""Keys of a spec's recipe that pick its own training data, so one study holds Fig. 4's arms and ratios."""
 SPEC_KEYS = {"name", "model", "template", "seed", "data", "eval", "hardware", "recipes", "continual"}
 DEFAULT_RUNS_DIR = Path("runs") / "out"
 HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
@@ -108,6 +110,11 @@ class Study:
     recipes: dict[str, Recipe]
     spec_path: Path
     continual: Continual | None = None
+    recipe_data: dict[str, DataSpec] = field(default_factory=dict)
+    """Recipes that train on their own data (`train:`, `mix_ratio:` in the recipe) instead of `data`."""
+
+    def data_for(self, recipe: str) -> DataSpec:
+        return self.recipe_data.get(recipe, self.data)
 
 
 def load_study(path: Path) -> Study:
@@ -152,10 +159,20 @@ def load_study(path: Path) -> Study:
         raise ForgetkitError(f"{path}: recipes must map recipe names to their settings")
     if raw_recipes and not eval_spec.all_datasets:
         raise ForgetkitError(f"{path}: eval: no datasets; give eval.datasets or eval.quadrants")
-    recipes = {}
+    recipes, recipe_data = {}, {}
     for recipe_name, values in raw_recipes.items():
         _check_name(recipe_name, f"{path}: recipe name")
-        recipes[str(recipe_name)] = _recipe(values or {}, f"{path}: recipes.{recipe_name}", data.train)
+        where = f"{path}: recipes.{recipe_name}"
+        settings = dict(values or {}) if isinstance(values, dict) else values
+        own = (
+            {key: settings.pop(key) for key in RECIPE_DATA_KEYS if key in settings}
+            if isinstance(settings, dict)
+            else {}
+        )
+        recipe_train = _names(own["train"], f"{where}.train") if "train" in own else data.train
+        recipes[str(recipe_name)] = _recipe(settings, where, recipe_train)
+        if own:
+            recipe_data[str(recipe_name)] = _recipe_data(data, recipe_train, own.get("mix_ratio"), settings, where)
     continual = None
     if "continual" in raw:
         continual = parse_continual(raw["continual"], f"{path}: continual", _recipe)
@@ -175,7 +192,20 @@ def load_study(path: Path) -> Study:
         recipes=recipes,
         spec_path=path,
         continual=continual,
+        recipe_data=recipe_data,
     )
+
+
+def _recipe_data(data: DataSpec, train: tuple[str, ...], ratio: Any, settings: dict, where: str) -> DataSpec:
+    """A recipe's own training data: its datasets, mixed by its `mix_ratio` (one number for every dataset after
+    the first, or one each) or its preset's (Fig. 4's 0.5)."""
+    ratios = tuple(str(r) for r in ratio) if isinstance(ratio, list) else (str(ratio),) * (len(train) - 1)
+    preset = get_preset(str(settings["preset"])) if "preset" in settings else None
+    try:
+        probs = mixing(preset, train, ratios if ratio is not None else ())
+    except ForgetkitError as err:
+        raise ForgetkitError(f"{where}: {err}") from None
+    return dataclasses.replace(data, train=train, mix_probs=probs)
 
 
 def _check_name(name: Any, where: str) -> None:
@@ -239,7 +269,7 @@ def plan(study: Study, run: RunDir) -> list[Step]:
     zero_shot = study.eval.all_datasets + (study.continual.test_sets if study.continual else ())
     steps = eval_steps(study, run, model, model.path, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)))
     for recipe_name, recipe in study.recipes.items():
-        train = train_step(study, run, model, recipe_name, recipe, study.data)
+        train = train_step(study, run, model, recipe_name, recipe, study.data_for(recipe_name))
         steps.append(train)
         steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe, train.name))
     if study.continual is not None:

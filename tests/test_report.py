@@ -267,6 +267,42 @@ def test_table2a_merges_the_runs_of_several_models_into_one_table(tmp_path: Path
         write_merged_table2([tmp_path / "nowhere"], tmp_path / "t")
 
 
+def test_fig4_draws_each_mixed_in_dataset_against_its_ratio(tmp_path: Path) -> None:
+    def sets(imagenet: int, imagewikiqa: int) -> dict:
+        return {"imagenet_vqa_val": answers(range(imagenet), 100), "imagewikiqa": answers(range(imagewikiqa), 100)}
+
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: sets(80, 53),
+            "base/checkpoint-8": sets(91, 43),
+            "llava-0.5/checkpoint-8": sets(90, 50),
+            "llava-0.7/checkpoint-8": sets(89, 50),
+            "ocr-0.5/checkpoint-8": sets(91, 47),
+        },
+        quadrants={"ID^T-ID^I": ["imagenet_vqa_val"], "OOD^T-ID^I": ["imagewikiqa"]},
+    )
+    (run / "spec.yaml").write_text(
+        "name: t\nmodel: qwen2.5-vl-3b\ndata: {dataset_dir: d, train: [imagenet_vqa_train]}\n"
+        "eval: {datasets: [imagenet_vqa_val]}\nrecipes:\n  base: {preset: fig4}\n"
+        "  llava-0.5: {preset: fig4, train: [imagenet_vqa_train, llava_665k]}\n"
+        "  llava-0.7: {preset: fig4, train: [imagenet_vqa_train, llava_665k], mix_ratio: 0.7}\n"
+        "  ocr-0.5: {preset: fig4, train: [imagenet_vqa_train, ocr_vqa_train]}\n"
+    )
+    out = write_report(run)
+    rows = json.loads((out / "numbers.json").read_text())["fig4"]
+    assert [(r["arm"], r["ratio"], r["recipe"], r["OOD^T-ID^I accuracy_pct"]) for r in rows] == [
+        ("llava_665k", 0.0, "base", 43.0),  # the base set alone is every line's ratio 0
+        ("llava_665k", 0.5, "llava-0.5", 50.0),
+        ("llava_665k", 0.7, "llava-0.7", 50.0),
+        ("ocr_vqa_train", 0.0, "base", 43.0),
+        ("ocr_vqa_train", 0.5, "ocr-0.5", 47.0),
+    ]
+    with Image.open(out / "fig4.png") as image:
+        assert image.format == "PNG"
+    assert "![Fig. 4](fig4.png)" in (out / "report.md").read_text()
+
+
 def test_table2_reports_zero_shot_to_final_per_id_dataset_and_quadrant(tmp_path: Path) -> None:
     table2 = build_report(two_recipe_run(tmp_path / "run"))["table2"]
     full = [row for row in table2 if row["recipe"] == "full"]

@@ -101,9 +101,15 @@ def test_paper_specs_load_with_their_presets(name: str) -> None:
     assert set(study.eval.quadrants) <= {"ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I"}
 
 
-def test_fig4_spec_mixes_half_and_half() -> None:
+def test_fig4_spec_holds_the_papers_three_arms_at_half_and_the_llava_ratio_sweep() -> None:
     study = load_study(Path(__file__).resolve().parents[1] / "runs" / "fig4.yaml")
-    assert study.data.train == ("imagenet_vqa_train", "llava_665k") and study.data.mix_probs == ("0.5", "0.5")
+    mixes = {name: (study.data_for(name).train[1:], study.data_for(name).mix_probs[1:]) for name in study.recipes}
+    assert mixes == {
+        "imagenet-only": ((), ()),
+        "flowers-0.5": (("flowers102_vqa_train",), ("0.5",)),
+        "ocr-vqa-0.5": (("ocr_vqa_train",), ("0.5",)),
+        **{f"llava-{r}": (("llava_665k",), (r,)) for r in ("0.1", "0.3", "0.5", "0.7")},
+    }
 
 
 def test_a_recipe_can_start_from_a_preset_and_override_it(tmp_path: Path) -> None:
@@ -201,3 +207,26 @@ def test_every_shipped_study_plans_under_dry_run(spec_file: str, tmp_path: Path)
     steps = launch(load_study(bundled("runs") / spec_file), tmp_path / "run", dry_run=True)
     assert steps and not any(step.done for step in steps)
     assert not (tmp_path / "run").exists(), "a dry run writes nothing"
+
+
+def test_a_recipe_may_train_on_its_own_mix(tmp_path: Path) -> None:
+    """Fig. 4 in one study: each recipe its own `train:` and `mix_ratio:` (or its preset's 0.5)."""
+    import yaml
+
+    from forgetkit.rundir import RunDir
+    from forgetkit.study import plan
+
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\ndata: {dataset_dir: d, train: [a]}\neval: {datasets: [v]}\n"
+        "recipes:\n  alone: {steps: 2, save_steps: 2}\n  half: {preset: fig4, steps: 2, save_steps: 2, train: [a, b]}\n"
+        "  most: {steps: 2, save_steps: 2, train: [a, b], mix_ratio: 0.7}\n"
+    )
+    steps = {step.name: step for step in plan(load_study(path), RunDir(tmp_path / "run"))}
+    configs = {name: yaml.safe_load(steps[f"train {name}"].action.args[2]) for name in ("alone", "half", "most")}
+    assert configs["alone"]["dataset"] == "a" and "interleave_probs" not in configs["alone"]
+    assert (configs["half"]["dataset"], configs["half"]["interleave_probs"]) == ("a,b", "0.5,0.5")
+    assert (configs["most"]["dataset"], configs["most"]["interleave_probs"]) == ("a,b", "0.3,0.7")
+    path.write_text(path.read_text().replace("mix_ratio: 0.7", "mix_ratio: 1.5"))
+    with pytest.raises(ForgetkitError, match="recipes.most: mixing ratio 1.5 for b"):
+        load_study(path)
