@@ -163,12 +163,10 @@ def load_study(path: Path) -> Study:
     for recipe_name, values in raw_recipes.items():
         _check_name(recipe_name, f"{path}: recipe name")
         where = f"{path}: recipes.{recipe_name}"
-        settings = dict(values or {}) if isinstance(values, dict) else values
-        own = (
-            {key: settings.pop(key) for key in RECIPE_DATA_KEYS if key in settings}
-            if isinstance(settings, dict)
-            else {}
-        )
+        if not isinstance(values or {}, dict):
+            raise ForgetkitError(f"{where} must be a mapping of recipe settings")
+        settings = dict(values or {})
+        own = {key: settings.pop(key) for key in RECIPE_DATA_KEYS if key in settings}
         recipe_train = _names(own["train"], f"{where}.train") if "train" in own else data.train
         recipes[str(recipe_name)] = _recipe(settings, where, recipe_train)
         if own:
