@@ -1,5 +1,6 @@
 """LLaVA-665K (LLaVA-1.5's visual instruction mix) -> LF sharegpt rows, the general data of the paper's
-data-hybrid recipe (§4.3, Fig. 4); its `ocr_vqa/` part is the OCR-VQA mix.
+data-hybrid recipe (§4.3, Fig. 4); its `ocr_vqa/` part is a stand-in for the OCR-VQA arm, which the authors
+built from HF OCR-VQA instead (`build-data ocr-vqa`).
 
 Source: `llava_v1_5_mix665k.json` (HF liuhaotian/LLaVA-Instruct-150K), one JSON list of
 `{"id", "image"?, "conversations": [{"from": "human"|"gpt", "value"}, ...]}`; rows without "image" are
