@@ -20,7 +20,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import importlib.metadata
-import json
 import platform
 import re
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
 
 ZERO_SHOT = "zero-shot"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -60,6 +60,11 @@ def checkpoint_dirs(output_dir: Path) -> list[Path]:
 @dataclass(frozen=True)
 class RunDir:
     root: Path
+
+    def __post_init__(self) -> None:
+        # Configs embed the run's paths and stages are identified by their hash: one run directory, however
+        # it is spelled (relative, absolute, through a symlink), must be one set of stages.
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
 
     def create(self) -> RunDir:
         for sub in ("configs", "logs", "checkpoints", "predictions"):
@@ -123,10 +128,12 @@ class RunDir:
     def read_state(self) -> dict[str, dict]:
         if not self.state_path.exists():
             return {}
-        try:
-            return json.loads(self.state_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise ForgetkitError(f"{self.state_path} is corrupt ({err}); delete it to recheck every stage") from None
+        state = read_json(self.state_path, dict, "delete it to recheck every stage")
+        if not all(isinstance(entry, dict) for entry in state.values()):
+            raise ForgetkitError(
+                f"{self.state_path} holds a stage that is not an object; delete it to recheck every stage"
+            )
+        return state
 
     def is_done(self, stage: str, digest: str) -> bool:
         entry = self.read_state().get(stage)
@@ -176,7 +183,8 @@ def record_versions(run: RunDir) -> dict[str, str | None]:
 
 def _optional_json(path: Path) -> dict:
     """What `launch` recorded in `path`, or nothing for a study without that section."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    fix = "launch the study again to rewrite it"
+    return read_json(path, dict, fix) if path.is_file() else {}
 
 
 def stage_slug(stage: str) -> str:

@@ -230,3 +230,42 @@ def test_a_recipe_may_train_on_its_own_mix(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("mix_ratio: 0.7", "mix_ratio: 1.5"))
     with pytest.raises(ForgetkitError, match="recipes.most: mixing ratio 1.5 for b"):
         load_study(path)
+
+
+def test_a_run_directory_is_the_same_set_of_stages_however_it_is_spelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slurm jobs name the run by its absolute path, a login node often by a relative one."""
+    from forgetkit.rundir import RunDir
+    from forgetkit.study import plan
+
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\ndata: {dataset_dir: d}\neval: {datasets: [v]}\n"
+        "recipes: {r: {steps: 2, save_steps: 2}}\n"
+    )
+    (tmp_path / "work").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "work")
+    study = load_study(path)
+    monkeypatch.chdir(tmp_path / "work")
+    spellings = [Path("run"), tmp_path / "work" / "run", tmp_path / "link" / "run", Path("../work/./run")]
+    digests = [[(step.name, step.digest) for step in plan(study, RunDir(run))] for run in spellings]
+    assert all(d == digests[0] for d in digests[1:])
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("state.json", "[]", "state.json must hold a JSON object, found a list; delete it to recheck every stage"),
+        ("state.json", '{"train r": 1}', "holds a stage that is not an object; delete it"),
+        ("quadrants.json", "{", "quadrants.json is not valid JSON"),
+        ("continual.json", "[1]", "continual.json must hold a JSON object"),
+    ],
+)
+def test_a_corrupt_run_record_is_one_line_naming_the_file(tmp_path: Path, name: str, text: str, message: str) -> None:
+    from forgetkit.rundir import RunDir
+
+    run = RunDir(tmp_path / "run").create()
+    (run.root / name).write_text(text)
+    with pytest.raises(ForgetkitError, match=message):
+        run.read_state(), run.quadrants(), run.continual()
