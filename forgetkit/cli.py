@@ -229,6 +229,8 @@ def render_config(
     if list_presets:
         typer.echo(preset_table())
         return
+    if output is not None and output.is_dir():
+        raise ForgetkitError(f"-o {output} is a folder; name the YAML file to write, e.g. -o {output / 'train.yaml'}")
     given = {
         "part": part,
         "method": method,

@@ -7,6 +7,7 @@ same optimisation on one GPU, eight, or a CPU.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from enum import Enum
 from typing import Any
@@ -93,12 +94,14 @@ class Recipe:
     """None: what the part implies (`all` LLM linears, the attention or the gate/up projections)."""
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ForgetkitError(f"learning rate must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ForgetkitError(f"learning rate must be a positive finite number, got {self.lr}")
         if (self.steps is None) == (self.epochs is None):
             raise ForgetkitError("give the training length as steps or as epochs, not both and not neither")
-        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):
-            raise ForgetkitError("steps and epochs must be positive")
+        if (self.steps is not None and self.steps < 1) or (
+            self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0)
+        ):
+            raise ForgetkitError("steps and epochs must be positive (and epochs finite)")
         if self.batch_size < 1 or self.save_steps < 1 or self.lora_rank < 1:
             raise ForgetkitError("batch size, save steps and LoRA rank must be positive integers")
         if not 0 <= self.warmup < 1:
@@ -189,6 +192,13 @@ class Hardware:
     def __post_init__(self) -> None:
         if self.device not in ("cuda", "cpu"):
             raise ForgetkitError(f"hardware device {self.device!r} unknown; use cuda or cpu")
+        if self.devices < 1 or self.per_device_batch_size < 1:
+            raise ForgetkitError(
+                f"hardware needs at least 1 device and a per-device batch of at least 1, got devices {self.devices}, "
+                f"per_device_batch_size {self.per_device_batch_size}"
+            )
+        if self.dataloader_workers < 0 or self.preprocessing_workers < 1:
+            raise ForgetkitError("dataloader_workers must be 0 or more and preprocessing_workers 1 or more")
 
     def split(self, recipe: Recipe) -> tuple[int, int]:
         """(per-device batch, gradient accumulation) that multiply out to the recipe's global batch."""

@@ -181,7 +181,7 @@ def load_study(path: Path) -> Study:
             raise ForgetkitError(f"{path}: {clash} name both a recipe and a continual sequence; rename one")
     return Study(
         name=name,
-        model=str(raw["model"]),
+        model=_model_path(str(raw["model"]), path),
         template=raw.get("template"),
         seed=int(raw.get("seed", 42)),
         data=data,
@@ -204,6 +204,11 @@ def _recipe_data(data: DataSpec, train: tuple[str, ...], ratio: Any, settings: d
     except ForgetkitError as err:
         raise ForgetkitError(f"{where}: {err}") from None
     return dataclasses.replace(data, train=train, mix_probs=probs)
+
+
+def _model_path(model: str, spec: Path) -> str:
+    """A registry name or hub id as given; a relative path (`./model`, `../ckpt`) against the spec's folder."""
+    return str((spec.parent / model).resolve()) if model.startswith(("./", "../")) else model
 
 
 def _check_name(name: Any, where: str) -> None:

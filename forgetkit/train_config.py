@@ -72,6 +72,8 @@ def mixing(preset: Preset | None, datasets: tuple[str, ...], ratios: tuple[str, 
         pairs = [(name, Decimal(ratio)) for name, ratio in zip(datasets[1:], ratios)]
     except InvalidOperation:
         raise ForgetkitError(f"--mix-ratio {','.join(ratios)}: ratios are numbers such as 0.5") from None
+    if not all(ratio.is_finite() for _, ratio in pairs):
+        raise ForgetkitError(f"--mix-ratio {','.join(ratios)}: ratios are finite numbers such as 0.5")
     names, probs, dropped = mix_plan(datasets[0], pairs)
     if dropped:
         raise ForgetkitError(f"ratio 0 for {', '.join(dropped)}: leave those datasets out of --dataset instead")

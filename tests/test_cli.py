@@ -62,6 +62,13 @@ def test_render_config_writes_a_file(
         (["render-config", "--batch-size", "10", "--gpus", "4"], "global batch 10 is not a multiple"),
         (["render-config", "--preset", "fig9"], "unknown preset 'fig9'"),
         (["render-config", "--part", "mlp-gate-up"], "needs --method lora"),
+        (["render-config", "--lr", "nan"], "learning rate must be a positive finite number, got nan"),
+        (["render-config", "--lr", "inf"], "learning rate must be a positive finite number, got inf"),
+        (["render-config", "--epochs", "nan"], "steps and epochs must be positive (and epochs finite)"),
+        (["render-config", "--gpus", "0"], "hardware needs at least 1 device"),
+        (["render-config", "--gpus", "-2"], "hardware needs at least 1 device"),
+        (["render-config", "--dataset", "a,b", "--mix-ratio", "nan"], "ratios are finite numbers such as 0.5"),
+        (["render-config", "-o", "."], "-o . is a folder; name the YAML file to write"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(

@@ -31,7 +31,8 @@ def spec(tmp_path: Path, recipe: str) -> Path:
     [
         ("recipes: {r: {lr: fast}}", "recipes.r: could not convert string to float: 'fast'"),
         ("recipes: {r: {part: eyes}}", "recipes.r: 'eyes' is not a valid Part"),
-        ("recipes: {r: {lr: -1}}", "recipes.r: learning rate must be positive"),
+        ("recipes: {r: {lr: -1}}", "recipes.r: learning rate must be a positive finite number, got -1.0"),
+        ("recipes: {r: {lr: .nan}}", "recipes.r: learning rate must be a positive finite number, got nan"),
         ("recipes: {}", "recipes must map recipe names"),
         ("recipes: {r: {}}\nextra: 1", "unknown key(s) ['extra']"),
     ],
@@ -269,3 +270,16 @@ def test_a_corrupt_run_record_is_one_line_naming_the_file(tmp_path: Path, name: 
     (run.root / name).write_text(text)
     with pytest.raises(ForgetkitError, match=message):
         run.read_state(), run.quadrants(), run.continual()
+
+
+def test_a_relative_model_path_is_the_spec_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "studies").mkdir()
+    path = tmp_path / "studies" / "study.yaml"
+    path.write_text(
+        "name: s\nmodel: ../models/mine\ntemplate: qwen2_vl\ndata: {dataset_dir: d}\neval: {datasets: [v]}\n"
+        "recipes: {r: {}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    assert load_study(path).model == str(tmp_path / "models" / "mine")
+    path.write_text(path.read_text().replace("../models/mine", "org/mine"))
+    assert load_study(path).model == "org/mine"  # a hub id stays one
