@@ -203,6 +203,9 @@ class Clip:
             if shard.load(vectors, ok, errors):
                 continue
             todo.append(shard)
+        if strict and errors:
+            first = min(errors)
+            raise _unreadable(paths[first], errors[first])
         cached = len(paths) - sum(len(shard.paths) for shard in todo)
         with tqdm(total=len(paths), initial=cached, desc="CLIP images", unit="img", smoothing=0.1) as bar:
             for shard, batch_vectors, batch_ok, batch_errors in self._run(todo):
@@ -211,10 +214,7 @@ class Clip:
                 ok[shard.start : stop] = batch_ok
                 for offset, message in batch_errors.items():
                     if strict:
-                        raise ForgetkitError(
-                            f"cannot read image {shard.paths[offset]} ({message}); replace or remove the file, "
-                            "or drop --strict to skip unreadable images"
-                        )
+                        raise _unreadable(shard.paths[offset], message)
                     errors[shard.start + offset] = message
                 shard.save(batch_vectors, batch_ok, batch_errors)
                 bar.update(len(shard.paths))
@@ -270,6 +270,13 @@ class Clip:
             return None
         digest = hashlib.sha256("\n".join(key_parts).encode()).hexdigest()[:32]
         return self.spec.cache_dir / _safe(self.spec.model) / f"{kind}-{digest}{suffix}"
+
+
+def _unreadable(path: Path, message: str) -> ForgetkitError:
+    """`--strict`'s stop at an unreadable image, whether it was just read or its failure is cached."""
+    return ForgetkitError(
+        f"cannot read image {path} ({message}); replace or remove the file, or drop --strict to skip unreadable images"
+    )
 
 
 class _Shard:

@@ -88,6 +88,8 @@ def test_unreadable_images_are_reported_not_embedded(shapes: Path, tmp_path: Pat
     assert not result.vectors[3:5].any()
     again = Clip(spec).encode_images([*paths[:3], broken, tmp_path / "missing.png", *paths[3:]])
     assert again.errors == result.errors
+    with pytest.raises(ForgetkitError, match=f"cannot read image {broken} .*drop --strict"):
+        Clip(spec).encode_images([*paths[:3], broken, tmp_path / "missing.png", *paths[3:]], strict=True)  # cached
 
 
 def test_class_text_embeddings_are_cached_by_model_templates_and_class_list(tmp_path: Path) -> None:
