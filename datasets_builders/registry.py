@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,10 @@ def get_builder(name: str) -> BuilderInfo:
         raise ForgetkitError(f"unknown dataset {name!r}; choose one of: {', '.join(sorted(BUILDERS))}") from None
 
 
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A split names the output files (`<dataset>_<split>.json`), so it may not leave `--out`."""
+
+
 def build(name: str, options: BuildOptions) -> BuildResult:
     """Run builder `name` after checking its `--param` keys."""
     info = get_builder(name)
@@ -110,6 +115,10 @@ def build(name: str, options: BuildOptions) -> BuildResult:
     if unknown:
         known = ", ".join(sorted(info.params)) or "none"
         raise ForgetkitError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
+    if options.out.exists() and not options.out.is_dir():
+        raise ForgetkitError(f"--out {options.out} is a file; name a folder (it becomes LLaMA-Factory's dataset_dir)")
+    if not SPLIT_NAME.fullmatch(options.split):
+        raise ForgetkitError(f"--split {options.split!r} names output files; use letters, digits, '.', '_' or '-'")
     return info.build(options)
 
 

@@ -330,7 +330,7 @@ class _ImageFiles(Dataset):
         try:
             with Image.open(self.paths[index]) as image:
                 return self.preprocess(image.convert("RGB")), ""
-        except (OSError, ValueError, SyntaxError) as err:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             return None, f"{type(err).__name__}: {err}"
 
 

@@ -69,6 +69,7 @@ def test_render_config_writes_a_file(
         (["render-config", "--gpus", "-2"], "hardware needs at least 1 device"),
         (["render-config", "--dataset", "a,b", "--mix-ratio", "nan"], "ratios are finite numbers such as 0.5"),
         (["render-config", "-o", "."], "-o . is a folder; name the YAML file to write"),
+        (["build-data", "imagenet-vqa", "--split", "x/../../escaped"], "--split 'x/../../escaped' names output files"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -78,6 +79,14 @@ def test_bad_input_is_one_line_and_exit_2(
     assert code == 2
     assert err.startswith("error: ") and message in err
     assert "Traceback" not in err
+
+
+def test_build_data_refuses_an_out_that_is_a_file_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    (tmp_path / "data").write_text("")
+    code, _, err = run_main(monkeypatch, capsys, "build-data", "imagenet-vqa", "--out", str(tmp_path / "data"))
+    assert code == 2 and f"error: --out {tmp_path / 'data'} is a file; name a folder" in err
 
 
 def test_render_config_preset_with_trainable_check(

@@ -92,6 +92,22 @@ def test_unreadable_images_are_reported_not_embedded(shapes: Path, tmp_path: Pat
         Clip(spec).encode_images([*paths[:3], broken, tmp_path / "missing.png", *paths[3:]], strict=True)  # cached
 
 
+def test_a_decompression_bomb_is_skipped_like_any_unreadable_image(shapes: Path, tmp_path: Path) -> None:
+    """A PNG whose header claims 196 M pixels: PIL refuses it, and the build goes on without it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 14000, 14000, 8, 2, 0, 0, 0))
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=4, cache_dir=tmp_path / "cache")
+    result = Clip(spec).encode_images([images_of(shapes)[0], bomb])
+    assert result.ok.tolist() == [True, False] and "DecompressionBombError" in result.errors[1]
+
+
 def test_class_text_embeddings_are_cached_by_model_templates_and_class_list(tmp_path: Path) -> None:
     spec = ClipSpec(model="tiny-random-clip", pretrained="none", templates="simple", cache_dir=tmp_path)
     first = Clip(spec).encode_texts(["circle", "square", "star"])
