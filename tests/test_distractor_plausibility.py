@@ -20,7 +20,8 @@ from forgetkit.distractors import group_names, pick_distractors
 from forgetkit.testing import wordnet
 
 pytestmark = pytest.mark.skipif(
-    not wordnet.available(), reason="needs Debian's wordnet-base (apt-get install wordnet-base); .ci/run installs it"
+    not wordnet.available(),
+    reason="needs Debian's WordNet (apt-get install wordnet-base wordnet-sense-index); .ci/run installs it",
 )
 
 

@@ -1,4 +1,4 @@
-"""WordNet 3.0 for nltk, assembled offline from Debian's `wordnet-base` package.
+"""WordNet 3.0 for nltk, assembled offline from Debian's `wordnet-base` and `wordnet-sense-index` packages.
 
 ImageNet classes are WordNet noun synsets (`n02084071` = dog), so WordNet distance is an
 independent check that CLIP-hard distractors are semantically close to the truth. Debian ships
@@ -19,7 +19,8 @@ _CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
 
 
 def available() -> bool:
-    return (DEBIAN_WORDNET / "data.noun").is_file() and LEXNAMES_MAN.is_file()
+    """nltk's reader needs the database, `index.sense` (a package of its own on Debian) and the lexnames table."""
+    return all((DEBIAN_WORDNET / name).is_file() for name in ("data.noun", "index.sense")) and LEXNAMES_MAN.is_file()
 
 
 def nltk_wordnet(nltk_data: Path):
