@@ -162,7 +162,7 @@ def _load(source: Path) -> tuple[datasets.Dataset | datasets.DatasetDict, str]:
             return datasets.load_from_disk(spec), str(source)
         except (FileNotFoundError, ValueError, OSError) as err:
             raise ForgetkitError(
-                f"cannot read {source} as a datasets save_to_disk folder ({_first_line(err)}); expected "
+                f"cannot read {source} as a datasets save_to_disk folder ({first_line(err)}); expected "
                 "dataset_dict.json with one folder per split, or dataset_info.json + state.json + *.arrow"
             ) from None
     name, _, config = spec.removeprefix(HF_PREFIX).partition(":")
@@ -175,7 +175,7 @@ def _load(source: Path) -> tuple[datasets.Dataset | datasets.DatasetDict, str]:
     except (ConnectionError, FileNotFoundError, ValueError) as err:
         raise ForgetkitError(
             f"{name} is not in the Hugging Face datasets cache ({datasets.config.HF_DATASETS_CACHE}: "
-            f"{_first_line(err)}); builds never download: load it once with network access "
+            f"{first_line(err)}); builds never download: load it once with network access "
             f"(python -c \"import datasets; datasets.load_dataset('{name}')\"), or pass a save_to_disk folder"
         ) from None
     finally:
@@ -290,5 +290,6 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An exception's first line, for one-line errors about a source file."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0]

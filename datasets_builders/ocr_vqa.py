@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from datasets_builders.hf_images import SPLIT_ALIASES
+from datasets_builders.hf_images import SPLIT_ALIASES, first_line
 from datasets_builders.imagewikiqa import IMAGE_ERRORS
 from datasets_builders.output import export_rows
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
@@ -219,7 +219,7 @@ def _text_columns(path: Path) -> tuple[list, list]:
         _check_schema(path, parquet.schema_arrow)
         table = parquet.read(columns=list(TEXT_COLUMNS))
     except (OSError, ValueError) as err:
-        raise ForgetkitError(f"{path} is not a readable parquet file ({_first_line(err)}); re-download it") from None
+        raise ForgetkitError(f"{path} is not a readable parquet file ({first_line(err)}); re-download it") from None
     return table.column(TEXT_COLUMNS[0]).to_pylist(), table.column(TEXT_COLUMNS[1]).to_pylist()
 
 
@@ -261,7 +261,7 @@ def _image_cells(path: Path, rows: np.ndarray) -> Iterator[tuple[int, object]]:
                 column = parquet.read_row_group(group, columns=[IMAGE_COLUMN]).column(IMAGE_COLUMN)
             except (OSError, ValueError) as err:
                 raise ForgetkitError(
-                    f"{path}: row group {group} is unreadable ({_first_line(err)}); re-download the file"
+                    f"{path}: row group {group} is unreadable ({first_line(err)}); re-download the file"
                 ) from None
             for row in wanted.tolist():
                 yield row, column[row - start].as_py()
@@ -277,7 +277,3 @@ def _write_if_changed(path: Path, data: bytes) -> bool:
     tmp.write_bytes(data)
     os.replace(tmp, path)
     return True
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
