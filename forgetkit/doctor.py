@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -67,6 +68,7 @@ class Check:
         return f"{'✔' if self.ok else '✘'} [{need}] {self.name}: {self.detail}{fix}"
 
 
+@cache
 def pins() -> dict[str, SpecifierSet]:
     """forgetkit's version requirements as installed (exact pins and ranges), keyed by normalised name."""
     found = {}
