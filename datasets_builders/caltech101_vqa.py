@@ -145,13 +145,7 @@ def folder_images(source: Path, options: BuildOptions, choice: str | Path) -> La
     """The split's images of the category folders, background dropped, split by the split file or seeded."""
     split_file = split_file_path(options, source)
     root = categories_root(source)
-    folders, paths, labels = scan_class_folders(root)
-    background = [i for i, folder in enumerate(folders) if folder.lower() in BACKGROUND]
-    if background:
-        keep = ~np.isin(labels, background)
-        paths = [path for path, kept in zip(paths, keep) if kept]
-        labels = np.searchsorted(np.setdiff1d(np.arange(len(folders)), background), labels[keep])
-        folders = [folder for i, folder in enumerate(folders) if i not in background]
+    folders, paths, labels = scan_class_folders(root, skip=BACKGROUND)
     if isinstance(choice, Path):
         names = folder_class_names(folders, read_class_names(choice), str(choice))
     else:

@@ -155,21 +155,36 @@ def classification_records(
     return records, skipped
 
 
-def scan_class_folders(root: Path) -> tuple[list[str], list[Path], np.ndarray]:
-    """An ImageFolder tree: one sub-folder per class, images inside; sorted, so order is stable."""
+def scan_class_folders(root: Path, skip: frozenset[str] = frozenset()) -> tuple[list[str], list[Path], np.ndarray]:
+    """An ImageFolder tree: one sub-folder per class, images inside; sorted, so order is stable.
+
+    Folders named in `skip` (lower-cased) are not classes. A folder without images is refused, as torchvision's
+    ImageFolder refuses it (the authors' ImageNet builder reads with it): kept, it would be a class of no image
+    offered only as a distractor.
+    """
     if not root.is_dir():
         raise ForgetkitError(f"source folder {root} does not exist; pass the folder holding one sub-folder per class")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in skip
+    )
     paths: list[Path] = []
     labels: list[int] = []
+    empty: list[str] = []
     for index, folder in enumerate(folders):
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         paths.extend(files)
         labels.extend([index] * len(files))
+        if not files:
+            empty.append(folder.name)
+    extensions = ", ".join(sorted(IMAGE_SUFFIXES))
     if not paths:
         raise ForgetkitError(
-            f"no images found under {root}; expected {root}/<class>/<image>.jpg (extensions: "
-            f"{', '.join(sorted(IMAGE_SUFFIXES))})"
+            f"no images found under {root}; expected {root}/<class>/<image>.jpg (extensions: {extensions})"
+        )
+    if empty:
+        raise ForgetkitError(
+            f"{len(empty)} class folder(s) under {root} hold no images, e.g. {empty[0]!r}; an empty folder would be "
+            f"a class offered only as a distractor: add its images ({extensions}) or remove the folder"
         )
     return [f.name for f in folders], paths, np.asarray(labels, dtype=np.int64)
 

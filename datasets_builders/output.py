@@ -7,6 +7,7 @@ files that are complete.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib.metadata
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from datasets_builders.registry import BuildOptions, BuildResult
 from forgetkit import atomic, exporters
+from forgetkit.digests import sha256_file
 from forgetkit.errors import ForgetkitError
 from forgetkit.records import MCQRecord
 
@@ -90,9 +92,12 @@ def _manifest_path(dataset: str, options: BuildOptions) -> Path:
 
 
 def _begin(dataset: str, options: BuildOptions) -> Path:
-    """Drop the old manifest first: if this build dies midway, no manifest vouches for mixed files."""
+    """Drop the old manifest first: if this build dies midway, no manifest vouches for mixed files (and a study
+    refuses them). Temp files a killed build of this dataset left behind go too."""
     options.out.mkdir(parents=True, exist_ok=True)
     _manifest_path(dataset, options).unlink(missing_ok=True)
+    for stale in options.out.glob(f".{glob.escape(dataset)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return options.out
 
 
@@ -106,7 +111,7 @@ def _finish(
     entry: dict,
 ) -> BuildResult:
     info_path = exporters.merge_dataset_info(options.out, dataset, entry)
-    digests = {path.name: _sha256(path) for path in files}
+    digests = {path.name: sha256_file(path) for path in files}
     manifest = {
         "dataset": dataset,
         "source": _source(options),
@@ -133,10 +138,3 @@ def _source(options: BuildOptions) -> str | None:
         return None
     return str(options.source) if str(options.source).startswith("hf:") else str(options.source.resolve())
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

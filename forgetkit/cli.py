@@ -209,6 +209,14 @@ def render_config(
         Path | None, typer.Option("-o", "--output", help="Write the YAML here instead of printing.")
     ] = None,
     validate: Annotated[bool, typer.Option(help="Check the YAML with LLaMA-Factory's own parser first.")] = True,
+    trust_remote_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-remote-code",
+            help="Let LF run the Python files the model names in its config.json (auto_map); off by default, "
+            "Qwen2.5-VL and LLaVA need none.",
+        ),
+    ] = False,
     check_trainable: Annotated[
         bool,
         typer.Option(
@@ -256,6 +264,7 @@ def render_config(
         cpu=cpu,
         deepspeed=deepspeed,
         output_dir=output_dir,
+        trust_remote_code=trust_remote_code,
     )
     rendered = render_request(request, check=validate)
     text = rendered.text
@@ -535,6 +544,9 @@ def probe(
     ] = DataSpec.image_max_pixels,
     cutoff_len: Annotated[int, typer.Option(help="LF's cutoff length, as in training.")] = DataSpec.cutoff_len,
     output: Annotated[Path | None, typer.Option(help="Write every number (and per prompt) as JSON here.")] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option("--trust-remote-code", help="Let the models run the Python files their config names.")
+    ] = False,
 ) -> None:
     """Drift of a checkpoint from its base on held-out non-MCQ prompts, from one forward pass per prompt:
     KL(base || checkpoint) of the next-token distribution, and the probability mass moved onto the task's answer
@@ -562,6 +574,7 @@ def probe(
         positions=positions,
         checkpoint_base=checkpoint_base,
         output=output,
+        trust_remote_code=trust_remote_code,
     )
     typer.echo(
         f"{checkpoint} on {dataset} ({result['rows']} prompts): KL {result['kl']:.4f} nats, answer-token mass "

@@ -134,35 +134,45 @@ def _sequence(name: str, values: Any, where: str, continual: Continual, resolve:
     return Sequence(name, strategy, replay, recipes)
 
 
-def continual_steps(study: Study, run: RunDir, model: ModelSpec) -> list[Step]:
+def continual_steps(study: Study, run: RunDir, model: ModelSpec, base: str) -> list[Step]:
     """Every sequence's stages in order: per task, train from the previous model (IncLoRA: then merge),
     then evaluate on the test sets `continual.eval` names."""
     assert study.continual is not None
     steps: list[Step] = []
     for sequence in study.continual.sequences.values():
-        steps.extend(_sequence_steps(study, run, model, study.continual, sequence))
+        steps.extend(_sequence_steps(study, run, model, study.continual, sequence, base))
     return steps
 
 
 def _sequence_steps(
-    study: Study, run: RunDir, model: ModelSpec, continual: Continual, sequence: Sequence
+    study: Study, run: RunDir, model: ModelSpec, continual: Continual, sequence: Sequence, base: str
 ) -> list[Step]:
+    """`base` is the base model's identity; each stage's identity then carries the one before it."""
     steps: list[Step] = []
-    current, after = model.path, ()
+    current, after, source = model.path, (), base
     for index, (task, recipe) in enumerate(zip(continual.tasks, sequence.recipes)):
         label = stage_label(sequence.name, index, task)
         data = replace(study.data, train=(continual.train_set(index, sequence.replay),), mix_probs=())
-        train = train_step(study, run, replace(model, path=current), label, recipe, data, after=after)
+        train = train_step(study, run, replace(model, path=current), label, recipe, data, source, after=after)
         steps.append(train)
         trained = run.checkpoints(label)
         if sequence.strategy == "inclora":
             merged = trained.with_name(trained.name + "-merged")
-            export = export_step(run, current, trained, model.template, merged, after=(train.name,))
+            export = export_step(
+                run,
+                current,
+                trained,
+                model.template,
+                merged,
+                after=(train.name,),
+                sources=(source, train.digest),
+                trust_remote_code=study.trust_remote_code,
+            )
             steps.append(export)
-            current, after = str(merged), (export.name,)
+            current, after, source = str(merged), (export.name,), export.digest
         else:
-            current, after = str(trained), (train.name,)
-        steps.extend(eval_steps(study, run, model, current, label, continual.tested_after(index), after=after))
+            current, after, source = str(trained), (train.name,), train.digest
+        steps.extend(eval_steps(study, run, model, current, label, continual.tested_after(index), source, after=after))
     return steps
 
 

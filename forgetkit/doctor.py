@@ -354,10 +354,10 @@ def _lmudata() -> Check:
 
 
 def _hf_cache() -> Check:
-    from huggingface_hub import constants
+    from forgetkit.models import hub_cache, hub_offline
 
-    cache = Path(constants.HF_HUB_CACHE)
-    offline = "offline" if constants.HF_HUB_OFFLINE else "online (set HF_HUB_OFFLINE=1 where there is no network)"
+    cache = hub_cache()
+    offline = "offline" if hub_offline() else "online (set HF_HUB_OFFLINE=1 where there is no network)"
     existing = next(folder for folder in (cache, *cache.parents) if folder.exists())
     free = shutil.disk_usage(existing).free / 2**30
     detail = f"{cache}, {offline}, {free:.0f} GiB free"

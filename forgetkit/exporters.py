@@ -80,7 +80,12 @@ def dataset_entry(dataset_dir: Path, dataset: str) -> dict:
 
 
 def write_vlmeval_tsv(records: Iterable[MCQRecord], path: Path, resolve_image: Callable[[MCQRecord], Path]) -> int:
-    """Write VLMEvalKit's MCQ TSV; `resolve_image(record)` gives the image file to embed."""
+    """Write VLMEvalKit's MCQ TSV; `resolve_image(record)` gives the image file to embed.
+
+    VLMEvalKit takes an empty cell for a missing option, so every option and class text must be non-empty. Texts
+    pandas reads as NA by default ('NA', 'None', 'null', ...) are written as they are and come back intact in
+    forgetkit's VLMEvalKit runner (`forgetkit.vlmeval_run.texts_kept`), not in a bare `python -m vlmeval`.
+    """
     rows = 0
     n_options = 0
     with atomic.atomic_open(path) as handle:
@@ -93,6 +98,11 @@ def write_vlmeval_tsv(records: Iterable[MCQRecord], path: Path, resolve_image: C
                 raise ForgetkitError(
                     f"record {record.id} has {len(record.options)} options, the TSV's columns were set "
                     f"for {n_options}; one TSV holds one option count"
+                )
+            if "" in (*record.options, record.class_label):
+                raise ForgetkitError(
+                    f"record {record.id} has an empty option or class text; VLMEvalKit reads an empty TSV cell as "
+                    "no option, so give every class a name"
                 )
             image_b64 = base64.b64encode(Path(resolve_image(record)).read_bytes()).decode("ascii")
             writer.writerow([index, image_b64, record.question, *record.options, record.answer, record.class_label])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from forgetkit.digests import file_digest
 from forgetkit.errors import ForgetkitError
 
 
@@ -50,8 +54,9 @@ class ModelSpec:
         return tuple(COMPOSITE_MODELS[model_type].projector_keys)
 
     def _config(self) -> dict:
-        """A local model's config.json; empty for a hub id."""
-        config = Path(self.path).expanduser() / "config.json"
+        """A local model's config.json, or a hub id's in the HF cache; empty for a hub id not cached yet."""
+        folder = Path(self.path).expanduser()
+        config = (folder if folder.is_dir() else cached_snapshot(self.path) or folder) / "config.json"
         return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
 
 
@@ -98,3 +103,110 @@ def _with_local_type(spec: ModelSpec) -> ModelSpec:
     """`spec` with the model type its config.json names, fixed now: continual stages train from checkpoints
     of it that do not exist yet when the plan is made."""
     return replace(spec, model_type=spec._config().get("model_type"))
+
+
+MODEL_FILES = (
+    "*config.json", "*.safetensors", "*.safetensors.index.json", "*model*.bin", "*.bin.index.json",
+    "tokenizer*", "vocab*", "merges.txt", "special_tokens_map.json", "added_tokens.json", "chat_template*",
+    "*.tiktoken", "*.py",
+)  # fmt: skip
+"""The files of a model folder that decide what it computes (config, weights, tokenizer, chat template, its own
+code); not READMEs, trainer state or `training_args.bin`, which names the folder it was saved to."""
+_TRUE = {"1", "ON", "YES", "TRUE"}
+
+
+def hub_cache() -> Path:
+    """The HF hub cache as `$HF_HUB_CACHE` or `$HF_HOME` name it now (huggingface_hub reads them once, at import)."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def hub_offline() -> bool:
+    """Whether the hub may not be asked (`HF_HUB_OFFLINE`, or transformers' older `TRANSFORMERS_OFFLINE`)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return constants.HF_HUB_OFFLINE or value.upper() in _TRUE
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The HF cache's snapshot of hub id `repo_id` (the commit its `refs/main` names), complete or not; None when
+    it is not cached or `repo_id` is no hub id. Never asks the hub."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, IncompleteSnapshotError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=hub_cache(), local_files_only=True))
+    except IncompleteSnapshotError as error:
+        return Path(error.snapshot_path)
+    except (HFValidationError, LocalEntryNotFoundError):
+        return None
+
+
+def local_model_dir(name_or_path: str | Path) -> Path:
+    """The folder holding a model, for what forgetkit reads itself (config.json, weights) rather than through
+    transformers: a local folder as it is, a hub id as its snapshot in the HF cache, downloaded there first
+    unless offline."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        IncompleteSnapshotError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        return folder.resolve()
+    repo_id, cache, offline = str(name_or_path), hub_cache(), hub_offline()
+    unreachable = "the hub cannot be reached" + (" (offline: HF_HUB_OFFLINE)" if offline else "")
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=offline))
+    except HFValidationError:
+        shown = repo_id if len(repo_id) <= 120 else repo_id[:117] + "..."
+        raise ForgetkitError(
+            f"model {shown!r} is neither a folder nor a hub id (owner/name); name an existing model folder"
+        ) from None
+    except IncompleteSnapshotError:
+        raise ForgetkitError(
+            f"model {repo_id} is only partly in the HF cache at {cache} and {unreachable}; "
+            f"complete it with `hf download {repo_id}` or name a local folder"
+        ) from None
+    except LocalEntryNotFoundError:
+        raise ForgetkitError(
+            f"model {repo_id} is not in the HF cache at {cache} and {unreachable}; "
+            f"download it with `hf download {repo_id}` or name a local folder"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ForgetkitError(
+            f"model {repo_id} is not on the hub, or is gated or private; check the id, or `hf auth login` "
+            "with an account that may read it"
+        ) from None
+    except HfHubHTTPError as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ForgetkitError(
+            f"downloading model {repo_id} into {cache} failed: {reason}; retry, or name a local folder"
+        ) from None
+
+
+def model_identity(name_or_path: str | Path) -> str:
+    """What a stage computed from this model is keyed by, known without asking the hub: a local folder's content
+    digest (its MODEL_FILES by name and sha256, wherever the folder lives and however its path is spelled), a
+    cached hub id as `<id>@<snapshot commit>`, else the id as named."""
+    folder = Path(name_or_path).expanduser()
+    if folder.is_dir():
+        files = sorted(p for p in folder.resolve().iterdir() if p.is_file() and _is_model_file(p.name))
+        listing = {p.name: file_digest(p) for p in files}
+        return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
+    snapshot = cached_snapshot(str(name_or_path))
+    return f"{name_or_path}@{snapshot.name}" if snapshot else str(name_or_path)
+
+
+def _is_model_file(name: str) -> bool:
+    return not name.startswith(".") and any(fnmatch.fnmatch(name, pattern) for pattern in MODEL_FILES)

@@ -7,12 +7,14 @@ same optimisation on one GPU, eight, or a CPU.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any
 
+from pydantic import ConfigDict
+
 from forgetkit.errors import ForgetkitError
+from forgetkit.knobs import Count, Flag, Fraction, Rate, Size, Text, checked
 
 
 class Part(str, Enum):
@@ -76,36 +78,29 @@ class Scheduler(str, Enum):
 class Recipe:
     """The paper's default (App. C.1 c): LLM full fine-tuning, lr 1e-6, batch 16, cosine, warmup 0.1.
 
-    Length is `steps` or `epochs` (App. C.4 counts epochs per task), never both.
+    Length is `steps` or `epochs` (App. C.4 counts epochs per task), never both. Each field's type is its
+    check (`forgetkit.knobs`), applied to every recipe a spec or the CLI gives (`updated`).
     """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
 
     part: Part = Part.llm
     method: Method = Method.full
-    lr: float = 1e-6
-    batch_size: int = 16
-    steps: int | None = 80000
-    epochs: float | None = None
+    lr: Rate = 1e-6
+    batch_size: Count = 16
+    steps: Count | None = 80000
+    epochs: Rate | None = None
     scheduler: Scheduler = Scheduler.cosine
-    warmup: float = 0.1
-    save_steps: int = 2000
-    optim: str = "adamw_torch"
-    lora_rank: int = 8
-    lora_target: str | None = None
+    warmup: Fraction = 0.1
+    save_steps: Count = 2000
+    optim: Text = "adamw_torch"
+    lora_rank: Count = 8
+    lora_target: Text | None = None
     """None: what the part implies (`all` LLM linears, the attention or the gate/up projections)."""
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ForgetkitError(f"learning rate must be a positive finite number, got {self.lr}")
         if (self.steps is None) == (self.epochs is None):
             raise ForgetkitError("give the training length as steps or as epochs, not both and not neither")
-        if (self.steps is not None and self.steps < 1) or (
-            self.epochs is not None and not (math.isfinite(self.epochs) and self.epochs > 0)
-        ):
-            raise ForgetkitError("steps and epochs must be positive (and epochs finite)")
-        if self.batch_size < 1 or self.save_steps < 1 or self.lora_rank < 1:
-            raise ForgetkitError("batch size, save steps and LoRA rank must be positive integers")
-        if not 0 <= self.warmup < 1:
-            raise ForgetkitError(f"warmup is a ratio of the steps, in [0, 1); got {self.warmup}")
         if self.method is Method.lora and self.part.lora_target is None:
             raise ForgetkitError(
                 "LoRA applies to the LLM's linear layers (--part llm, llm+projector, attn or mlp-gate-up), "
@@ -146,30 +141,19 @@ class Recipe:
         """Short name for output folders and tables, e.g. `llm-full-1e-06`."""
         return f"{self.part.value.replace('+', '-')}-{self.method.value}-{self.lr:g}"
 
-    @classmethod
-    def coerce(cls, values: dict[str, Any], where: str) -> dict[str, Any]:
-        """Recipe fields from YAML or Python values (`"1e-6"`, `"llm"`), naming `where` on a bad key or value."""
-        known = {f.name for f in fields(cls)}
+    def updated(self, values: dict[str, Any], where: str) -> Recipe:
+        """This recipe with `values` (YAML or Python values: `"1e-6"`, `"llm"`) on top; a given length, steps or
+        epochs, replaces the other. Errors name `where` and the key."""
+        known = {f.name for f in fields(self)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ForgetkitError(f"{where}: unknown recipe key(s) {unknown}; known: {sorted(known)}")
-        try:
-            return {key: _cast(key, value) for key, value in values.items()}
-        except (TypeError, ValueError) as err:
-            raise ForgetkitError(f"{where}: {err}") from None
-
-    def updated(self, values: dict[str, Any], where: str) -> Recipe:
-        """This recipe with `values` on top (cast as `coerce` does); a given length, steps or epochs, replaces
-        the other. Errors name `where`."""
-        changes = self.coerce(values, where)
+        changes = dict(values)
         if "steps" in changes:
             changes.setdefault("epochs", None)
         if "epochs" in changes:
             changes.setdefault("steps", None)
-        try:
-            return replace(self, **changes)
-        except ForgetkitError as err:
-            raise ForgetkitError(f"{where}: {err}") from None
+        return checked(Recipe, {f.name: getattr(self, f.name) for f in fields(self)} | changes, where)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], where: str) -> Recipe:
@@ -181,12 +165,14 @@ class Recipe:
 class Hardware:
     """Where a recipe runs. The global batch is split as per-device batch x accumulation x devices."""
 
-    devices: int = 1
-    per_device_batch_size: int = 4
-    bf16: bool = True
-    dataloader_workers: int = 4
-    preprocessing_workers: int = 8
-    device: str = "cuda"
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    devices: Count = 1
+    per_device_batch_size: Count = 4
+    bf16: Flag = True
+    dataloader_workers: Size = 4
+    preprocessing_workers: Count = 8
+    device: Text = "cuda"
     """Where forgetkit's in-process evaluators (VLMEvalKit model, logits scoring) put the model."""
 
     def __post_init__(self) -> None:
@@ -210,27 +196,6 @@ class Hardware:
                 f"{self.devices} device(s); change --batch-size or --gpus"
             )
         return per_device, recipe.batch_size // per_step
-
-
-_CASTS = {
-    "part": Part,
-    "method": Method,
-    "lr": float,
-    "batch_size": int,
-    "steps": int,
-    "epochs": float,
-    "scheduler": Scheduler,
-    "warmup": float,
-    "save_steps": int,
-    "optim": str,
-    "lora_rank": int,
-    "lora_target": str,
-}
-"""How a spec's YAML value becomes each Recipe field (PyYAML reads `1e-6` as a string)."""
-
-
-def _cast(key: str, value: Any) -> Any:
-    return None if value is None else _CASTS[key](value)
 
 
 CPU = Hardware(

@@ -1,7 +1,9 @@
 """Recipes → LLaMA-Factory YAML through the Jinja templates in `templates/`, checked by LF itself.
 
 Every template value goes through the `yaml` filter, so a path or dataset name holding `:`, a
-newline or `{{` stays one scalar and cannot add keys.
+newline or `{{` stays one scalar and cannot add keys. `trust_remote_code` is off unless a caller turns it
+on: with it, transformers imports and runs the Python files a model folder or hub repo names in its
+`auto_map`, so only a model whose code the user trusts should get it.
 """
 
 from __future__ import annotations
@@ -91,6 +93,7 @@ def render_train(
     seed: int = 42,
     logging_steps: int = 10,
     deepspeed: str | None = None,
+    trust_remote_code: bool = False,
 ) -> str:
     """LF training YAML; `deepspeed` is `z2`, `z3` (the ZeRO configs shipped in templates/) or a JSON path."""
     per_device, accumulation = hardware.split(recipe)
@@ -108,6 +111,7 @@ def render_train(
         layers=model.num_layers() if recipe.finetuning_type == "freeze" else None,
         additional_target=model.projector_modules() if recipe.projector_beside_lora else (),
         deepspeed=deepspeed_config(deepspeed) if deepspeed else None,
+        trust_remote_code=trust_remote_code,
     )
 
 
@@ -132,6 +136,7 @@ def render_predict(
     adapter: str | Path | None = None,
     decoding: str = GREEDY,
     seed: int = 42,
+    trust_remote_code: bool = False,
 ) -> str:
     """Prediction, greedy by default; the image pixel limit is the training one, so eval sees what training saw.
 
@@ -151,10 +156,17 @@ def render_predict(
         adapter=str(adapter) if adapter is not None else None,
         lf_defaults=decoding == LF_DEFAULTS,
         seed=seed,
+        trust_remote_code=trust_remote_code,
     )
 
 
-def render_export(model_path: str | Path, adapter: str | Path, template: str, export_dir: str | Path) -> str:
+def render_export(
+    model_path: str | Path,
+    adapter: str | Path,
+    template: str,
+    export_dir: str | Path,
+    trust_remote_code: bool = False,
+) -> str:
     """`llamafactory-cli export`: merge a LoRA adapter into its base model (IncLoRA's step between tasks)."""
     return _render(
         "export.yaml.j2",
@@ -162,6 +174,7 @@ def render_export(model_path: str | Path, adapter: str | Path, template: str, ex
         adapter=str(adapter),
         template=template,
         export_dir=str(export_dir),
+        trust_remote_code=trust_remote_code,
     )
 
 

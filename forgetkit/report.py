@@ -41,7 +41,7 @@ from forgetkit.recipes import Method, Part, Recipe, Scheduler
 if TYPE_CHECKING:
     from forgetkit.study import Study
 from forgetkit.rundir import ZERO_SHOT, RunDir, stage_slug
-from forgetkit.scoring import score_items, scored_items
+from forgetkit.scoring import run_predictions, score_items, scored_items
 
 CONFIDENCE = 0.95
 RESAMPLES = 1000
@@ -211,9 +211,7 @@ class Stats:
 
 def load_items(run: RunDir) -> dict[tuple[str, str], Items]:
     """Per (checkpoint, dataset), the file's item credit under the matcher scores.json records for it."""
-    files = run.prediction_files()
-    if not files:
-        raise ForgetkitError(f"{run.root} has no predictions yet; run `forgetkit launch` first")
+    files = run_predictions(run)
     rescore = f"run `forgetkit score {run.root}` first"
     scores = read_json(run.scores_path, dict, rescore)
     found = {}

@@ -17,9 +17,11 @@ Layout (stages talk only through these files, so any stage can be rerun alone):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import importlib.metadata
+import os
 import platform
 import re
 from collections.abc import Iterator
@@ -139,19 +141,23 @@ class RunDir:
         entry = self.read_state().get(stage)
         return bool(entry) and entry.get("status") == "done" and entry.get("config_hash") == digest
 
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """Held while `launch` runs a whole study here: a second launch on the same run would train into
-        the same checkpoints."""
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held while `launch` runs a whole study here: a second launch, or a scheduler's stage, on the same
+        run would train into the same checkpoints."""
+        busy = f"another forgetkit launch is running in {self.root}; wait for it or use another --run-dir"
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".launch.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ForgetkitError(
-                    f"another forgetkit launch is running in {self.root}; wait for it or use another --run-dir"
-                ) from None
-            yield
+        return _locked(self.root, fcntl.LOCK_EX, busy)
+
+    @contextmanager
+    def stage_lock(self, stage: str) -> Iterator[None]:
+        """Held while one stage runs alone (`launch --stage`, a scheduler's job): other stages may run beside
+        it, a whole-study launch and the same stage may not."""
+        launching = f"a whole-study forgetkit launch is running in {self.root}; wait for it to finish"
+        running = f"stage {stage!r} is already running in {self.root}; wait for it to finish"
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _locked(self.root, fcntl.LOCK_SH, launching):
+            with _locked(self.root / ".locks" / f"{stage_slug(stage)}.lock", fcntl.LOCK_EX, running):
+                yield
 
     def mark(self, stage: str, status: str, digest: str, reason: str = "", command: str = "") -> None:
         """Record a stage's status; a lock keeps stages running side by side (scheduler jobs) from losing entries."""
@@ -179,6 +185,22 @@ def record_versions(run: RunDir) -> dict[str, str | None]:
             versions[package] = None
     atomic.write_json(run.root / "versions.json", versions)
     return versions
+
+
+@contextmanager
+def _locked(path: Path, mode: int, busy: str) -> Iterator[None]:
+    """`flock` on `path` (a folder is locked as itself, so a refused launch leaves no lock file behind) without
+    waiting; `busy` is the error when another process holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ForgetkitError(busy) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _optional_json(path: Path) -> dict:

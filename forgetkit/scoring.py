@@ -2,8 +2,10 @@
 
 A prediction file is LF's `generated_predictions.jsonl` (`prompt`, `predict`, `label`), VLMEvalKit's
 per-item results (`prediction`, `answer`, `hit`: its `*_result.xlsx`/`.csv`/`.tsv`, or the items JSONL a
-run directory keeps with `correct`), or any JSON list / JSONL of objects with `predict` and `label`. A file
-whose every row carries a judge's verdict (`correct` or `hit`) is scored by it under the letter matcher.
+run directory keeps with `correct`), or JSONL (one object a line) / a `.json` list of objects with `predict`
+and `label`. A file whose every row carries a judge's verdict (`correct` or `hit`) is scored by it under the
+letter matcher; one whose rows disagree on having one is an error, as is a row with an empty label (nothing
+to be right about: an empty answer would match it).
 
 Some matchers need what the prediction rows lack: a sidecar JSONL written by the dataset builders next to
 the data, row-aligned with the LF JSON and so with LF's predictions (`<dataset>.records.jsonl`: the
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from forgetkit import atomic
+from forgetkit.built_data import VLMEVAL
 from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
 from forgetkit.matchers import AUTO, MissingField, get_matcher, resolve
 from forgetkit.rundir import ZERO_SHOT, RunDir
 
@@ -103,6 +107,7 @@ def read_predictions(path: Path, skip_bad: bool = False, sidecar: Path | None = 
         kept.append(numbers[index])
     if not rows:
         raise ForgetkitError(f"{path}: all {len(values)} lines are malformed; nothing to score")
+    _check_verdicts(path, unit, verdicts, kept)
     return Predictions(path, unit, predicts, labels, verdicts, rows, kept, len(values) - len(rows))
 
 
@@ -117,7 +122,7 @@ def _raw_rows(path: Path) -> tuple[str, list[int], list[object]]:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ForgetkitError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if text.lstrip()[:1] == "[":
+    if path.suffix.lower() == ".json":
         return _json_list_rows(path, text)
     numbers, values = [], []
     for number, line in enumerate(text.split("\n"), start=1):
@@ -182,6 +187,8 @@ def _fields(value: object) -> tuple[str, str, bool | None]:
         predict = _text(predict, "predict" if "predict" in value else "prediction")
     if type(label) is not str:
         label = _text(label, "label" if "label" in value else "answer")
+    if not label.strip():
+        raise BadRow(f"{'label' if 'label' in value else 'answer'!r} is empty, nothing to score against")
     verdict = _verdict(value) if "correct" in value or "hit" in value else None
     return predict, label, verdict
 
@@ -206,6 +213,20 @@ def _verdict(row: dict) -> bool | None:
             return _VERDICT_TEXT[value.strip().lower()]
         raise BadRow(f"{key!r} is {value!r}, not a verdict (true/false or 1/0)")
     return None
+
+
+def _check_verdicts(path: Path, unit: str, verdicts: list[bool | None], numbers: list[int]) -> None:
+    """A file is judged throughout or not at all: which half of a mixed one is right cannot be told."""
+    if None not in verdicts or verdicts.count(None) == len(verdicts):
+        return
+    unjudged = verdicts[0] is None
+    index = next(i for i, verdict in enumerate(verdicts) if (verdict is None) != unjudged)
+    this, first = ("a", "none") if unjudged else ("no", "one")
+    row = f"{unit.strip(' :') or 'line'} {numbers[0]}"
+    raise ForgetkitError(
+        f"{path}{unit}{numbers[index]}: {this} verdict ('correct' or 'hit') where {row} has {first}; all rows have "
+        "one or none does: fix the file (in a run: delete it and launch the study again)"
+    )
 
 
 def _read_sidecar(path: Path, count: int, predictions: Path) -> list[dict]:
@@ -306,14 +327,49 @@ def score_file(path: Path, matcher: str = "letter", skip_bad: bool = False, side
 def score_run(run: RunDir, matcher: str = AUTO, skip_bad: bool = False) -> dict[str, dict[str, dict]]:
     """{checkpoint: {dataset: score dict}} for every prediction file; saved as `scores.json`. The default
     scores each dataset by its own matcher: MLLM-CL test sets by their domain's, everything else by letter."""
-    files = run.prediction_files()
-    if not files:
-        raise ForgetkitError(f"{run.root} has no predictions yet; run `forgetkit launch` first")
+    files = run_predictions(run)
     table: dict[str, dict[str, dict]] = {}
     for checkpoint, dataset, path in files:
         table.setdefault(checkpoint, {})[dataset] = score_file(path, resolve(matcher, dataset), skip_bad).to_dict()
     atomic.write_json(run.scores_path, table)
     return table
+
+
+SHOWN_MISSING = 3
+
+
+def run_predictions(run: RunDir) -> list[tuple[str, str, Path]]:
+    """`run.prediction_files()`, once every eval stage state.json records done still has its files: a deleted
+    file would otherwise read as a stage not run yet ("-" in every table). Stages not done stay quiet."""
+    done = [stage for stage, entry in run.read_state().items() if entry.get("status") == "done"]
+    missing = [path for stage in done for path in stage_predictions(run, stage) if not path.is_file()]
+    if missing:
+        shown = ", ".join(str(path.relative_to(run.root)) for path in missing[:SHOWN_MISSING])
+        more = f" and {len(missing) - SHOWN_MISSING} more" if len(missing) > SHOWN_MISSING else ""
+        raise ForgetkitError(
+            f"{run.root}: {len(missing)} prediction file(s) of stages state.json records done are missing "
+            f"({shown}{more}); `forgetkit launch SPEC --run-dir {run.root}` redoes exactly those stages "
+            "(a stage the spec no longer has: delete its entry from state.json)"
+        )
+    files = run.prediction_files()
+    if not files:
+        raise ForgetkitError(f"{run.root} has no predictions yet; run `forgetkit launch` first")
+    return files
+
+
+def stage_predictions(run: RunDir, stage: str) -> list[Path]:
+    """The prediction files an eval stage writes, read off its name as `forgetkit.steps` gives it:
+    `predict|logits CHECKPOINT DATASET` one, `vlmeval CHECKPOINT` one per benchmark of the VLMEvalKit config
+    it kept in configs/ (none known without it); other stages none."""
+    kind, _, rest = stage.partition(" ")
+    if kind in ("predict", "logits"):
+        checkpoint, _, dataset = rest.rpartition(" ")
+        return [run.predictions(checkpoint, dataset)]
+    config = run.config(stage).with_suffix(".json")
+    if kind != "vlmeval" or not config.is_file():
+        return []
+    benchmarks = read_json(config, dict, "restore it or delete it (it records what the stage ran)").get("data")
+    return [run.predictions(rest, f"{VLMEVAL}{name}") for name in benchmarks] if isinstance(benchmarks, dict) else []
 
 
 def quadrant_means(table: dict[str, dict[str, dict]], quadrants: dict[str, list[str]]) -> dict[str, dict[str, float]]:

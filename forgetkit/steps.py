@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forgetkit import atomic
+from forgetkit.built_data import VLMEVAL, data_identity
+from forgetkit.digests import tree_digest
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import ModelSpec
 from forgetkit.recipes import Recipe
@@ -28,7 +30,6 @@ from forgetkit.stages.train import train
 if TYPE_CHECKING:
     from forgetkit.study import Study
 
-VLMEVAL = "vlmeval:"
 VLMEVAL_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
 """LF chat template -> the model kind forgetkit's VLMEvalKit model class loads."""
 
@@ -48,15 +49,43 @@ class Step:
     """Names of the steps whose outputs this one reads."""
 
 
+def identity(config: str, *upstream: str) -> str:
+    """A stage's identity: its own config and the identities of what it reads (the model it starts from, the
+    stage that made its checkpoint, its data), so a change anywhere upstream redoes exactly what depends on it."""
+    return config_hash("\n".join((config, *upstream)))
+
+
+def base_identity(model: ModelSpec) -> str:
+    """The study's base model: a local folder by its files' contents, a hub id as named."""
+    return tree_digest(Path(model.path)) if Path(model.path).is_dir() else model.path
+
+
 def train_step(
-    study: Study, run: RunDir, model: ModelSpec, label: str, recipe: Recipe, data: DataSpec, after: tuple[str, ...] = ()
+    study: Study,
+    run: RunDir,
+    model: ModelSpec,
+    label: str,
+    recipe: Recipe,
+    data: DataSpec,
+    source: str,
+    after: tuple[str, ...] = (),
 ) -> Step:
-    """`llamafactory-cli train` of `model` into `checkpoints/<label>`; a rerun resumes from LF's last checkpoint."""
+    """`llamafactory-cli train` of `model` (whose identity is `source`) into `checkpoints/<label>`; a rerun resumes
+    from LF's last checkpoint."""
     output_dir = run.checkpoints(label)
     logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
-    text = render_train(model, recipe, data, output_dir, study.hardware, seed=study.seed, logging_steps=logging_steps)
+    text = render_train(
+        model,
+        recipe,
+        data,
+        output_dir,
+        study.hardware,
+        seed=study.seed,
+        logging_steps=logging_steps,
+        trust_remote_code=study.trust_remote_code,
+    )
     stage = f"train {label}"
-    digest = config_hash(text)
+    digest = identity(text, source, *(data_identity(data.dataset_dir, name) for name in data.train))
     return Step(
         stage,
         llamafactory.command_line("train", run.config(stage)),
@@ -67,13 +96,23 @@ def train_step(
     )
 
 
-def export_step(run: RunDir, base: str, adapter: Path, template: str, merged: Path, after: tuple[str, ...]) -> Step:
-    """`llamafactory-cli export`: merge `adapter` into `base` as `merged` (IncLoRA's hand-over between tasks)."""
+def export_step(
+    run: RunDir,
+    base: str,
+    adapter: Path,
+    template: str,
+    merged: Path,
+    after: tuple[str, ...],
+    sources: tuple[str, ...],
+    trust_remote_code: bool = False,
+) -> Step:
+    """`llamafactory-cli export`: merge `adapter` into `base` as `merged` (IncLoRA's hand-over between tasks);
+    `sources` are the identities of the base and of the training that made the adapter."""
     from forgetkit.stages.export import export
 
     stage = f"export {merged.relative_to(run.root / 'checkpoints').as_posix()}"
-    text = render_export(base, adapter, template, merged.with_name(merged.name + ".partial"))
-    digest = config_hash(text)
+    text = render_export(base, adapter, template, merged.with_name(merged.name + ".partial"), trust_remote_code)
+    digest = identity(text, *sources)
     return Step(
         stage,
         llamafactory.command_line("export", run.config(stage)),
@@ -91,15 +130,23 @@ def eval_steps(
     model_path: str,
     checkpoint: str,
     datasets: tuple[str, ...],
+    source: str,
     adapter: Path | None = None,
     after: tuple[str, ...] = (),
 ) -> list[Step]:
     """One LF prediction (or logits scoring) per dataset, one VLMEvalKit run for the `vlmeval:` benchmarks, and
     the drift probe against `base` (the study's model, whose chat template every stage uses); a LoRA
-    checkpoint is evaluated as `adapter` on `model_path`."""
+    checkpoint is evaluated as `adapter` on `model_path`. `source` is the identity of what made the checkpoint
+    (its training stage; the base model for zero-shot), part of every eval's identity with its dataset's."""
     template = base.template
-    benchmarks = tuple(name.removeprefix(VLMEVAL) for name in datasets if name.startswith(VLMEVAL))
-    steps = [_vlmeval_step(study, run, model_path, base, checkpoint, benchmarks, adapter)] if benchmarks else []
+
+    def reads(*names: str) -> tuple[str, ...]:
+        return (source, *(data_identity(study.data.dataset_dir, name, study.eval.lmudata) for name in names))
+
+    benchmarks = tuple(name for name in datasets if name.startswith(VLMEVAL))
+    steps = []
+    if benchmarks:
+        steps.append(_vlmeval_step(study, run, model_path, base, checkpoint, benchmarks, adapter, reads(*benchmarks)))
     for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
         stage = f"predict {checkpoint} {dataset}"
         scratch = run.scratch(stage)
@@ -115,15 +162,19 @@ def eval_steps(
             adapter=adapter,
             decoding=study.eval.decoding,
             seed=study.seed,
+            trust_remote_code=study.trust_remote_code,
         )
         target = run.predictions(checkpoint, dataset)
+        upstream = reads(dataset)
         if study.eval.scoring == "logits":
-            steps.append(_logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target))
+            steps.append(
+                _logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target, upstream)
+            )
             continue
         if generation_backend(study) == "vllm":
-            steps.append(_chat_step(study, run, model_path, template, stage, dataset, adapter, target))
+            steps.append(_chat_step(study, run, model_path, template, stage, dataset, adapter, target, upstream))
             continue
-        digest = config_hash(text)
+        digest = identity(text, *upstream)
         steps.append(
             Step(
                 stage,
@@ -134,12 +185,19 @@ def eval_steps(
             )
         )
     if study.eval.probe and checkpoint != ZERO_SHOT:
-        steps.append(_probe_step(study, run, base, model_path, checkpoint, adapter))
+        upstream = (base_identity(base), *reads(study.eval.probe))
+        steps.append(_probe_step(study, run, base, model_path, checkpoint, adapter, upstream))
     return [replace(step, after=after) for step in steps]
 
 
 def _probe_step(
-    study: Study, run: RunDir, base: ModelSpec, model_path: str, checkpoint: str, adapter: Path | None
+    study: Study,
+    run: RunDir,
+    base: ModelSpec,
+    model_path: str,
+    checkpoint: str,
+    adapter: Path | None,
+    upstream: tuple[str, ...],
 ) -> Step:
     """Drift of the checkpoint (a full model, or an adapter on `model_path`) from the study's base model."""
     from forgetkit.stages.probe import probe
@@ -156,10 +214,11 @@ def _probe_step(
         "bf16": study.hardware.bf16,
         "device": study.hardware.device,
         "batch_size": study.eval.batch_size,
+        "trust_remote_code": study.trust_remote_code,
     }
     stage = f"probe {checkpoint}"
     target = run.probe(checkpoint)
-    digest = config_hash(json.dumps(settings, sort_keys=True))
+    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
     action = partial(
         probe,
         settings["base"],
@@ -174,6 +233,7 @@ def _probe_step(
         batch_size=settings["batch_size"],
         checkpoint_base=settings["checkpoint_base"],
         output=target,
+        trust_remote_code=settings["trust_remote_code"],
     )
     command = f"forgetkit probe {base.path} {settings['checkpoint']} --dataset {study.eval.probe} (in process)"
     return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
@@ -198,6 +258,7 @@ def _chat_step(
     dataset: str,
     adapter: Path | None,
     target: Path,
+    upstream: tuple[str, ...],
 ) -> Step:
     """Greedy generation through LF's vLLM engine, with the same template and image limits as LF prediction."""
     from forgetkit.stages.chat_predict import chat_predict
@@ -212,8 +273,9 @@ def _chat_step(
         "image_max_pixels": study.data.image_max_pixels,
         "cutoff_len": study.data.cutoff_len,
         "max_new_tokens": study.eval.max_new_tokens,
+        "trust_remote_code": study.trust_remote_code,
     }
-    digest = config_hash(json.dumps(settings, sort_keys=True))
+    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
     command = f"python -m forgetkit.stages.chat_predict {run.config(stage).with_suffix('.json')}"
     action = partial(chat_predict, run, stage, settings, target)
     return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
@@ -229,12 +291,13 @@ def _logits_step(
     predict_config: str,
     adapter: Path | None,
     target: Path,
+    upstream: tuple[str, ...],
 ) -> Step:
     """Letter-logit scoring on exactly the inputs LF's prediction would see (its config is the cache key)."""
     from forgetkit.stages.logits import score_by_logits
 
     stage = f"logits {checkpoint} {dataset}"
-    digest = config_hash("logits\n" + predict_config)
+    digest = identity("logits\n" + predict_config, *upstream)
     action = partial(
         score_by_logits,
         model_path,
@@ -248,6 +311,7 @@ def _logits_step(
         device=study.hardware.device,
         batch_size=study.eval.batch_size,
         output=target,
+        trust_remote_code=study.trust_remote_code,
     )
     command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
     return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
@@ -259,10 +323,13 @@ def _vlmeval_step(
     model_path: str,
     base: ModelSpec,
     checkpoint: str,
-    names: tuple[str, ...],
+    datasets: tuple[str, ...],
     adapter: Path | None,
+    upstream: tuple[str, ...],
 ) -> Step:
     from forgetkit.stages.vlmeval_eval import RUNNER
+
+    names = tuple(name.removeprefix(VLMEVAL) for name in datasets)
 
     if base.template not in VLMEVAL_KINDS:
         raise ForgetkitError(
@@ -286,7 +353,7 @@ def _vlmeval_step(
         "max_new_tokens": study.eval.max_new_tokens,
         "device": study.hardware.device,
     }
-    digest = config_hash(json.dumps(settings, sort_keys=True))
+    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
     targets = [run.predictions(checkpoint, f"{VLMEVAL}{name}") for name in names]
     return Step(
         stage,

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from forgetkit import atomic
+from forgetkit.built_data import check_built
 from forgetkit.continual import Continual, continual_steps, layout, parse_continual
 from forgetkit.doctor import require as require_environment
 from forgetkit.errors import ForgetkitError
@@ -25,12 +26,23 @@ from forgetkit.recipes import CPU, Hardware, Method, Recipe
 from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, DataSpec
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
 from forgetkit.scoring import score_run
-from forgetkit.steps import VLMEVAL, Step, eval_steps, run_stage, train_step
+from forgetkit.steps import VLMEVAL, Step, base_identity, eval_steps, run_stage, train_step
 from forgetkit.train_config import mixing, resolve_recipe
 
 RECIPE_DATA_KEYS = ("train", "mix_ratio")
 """Keys of a spec's recipe that pick its own training data, so one study holds Fig. 4's arms and ratios."""
-SPEC_KEYS = {"name", "model", "template", "seed", "data", "eval", "hardware", "recipes", "continual"}
+SPEC_KEYS = {
+    "name",
+    "model",
+    "template",
+    "seed",
+    "data",
+    "eval",
+    "hardware",
+    "recipes",
+    "continual",
+    "trust_remote_code",
+}
 DEFAULT_RUNS_DIR = Path("runs") / "out"
 HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
 
@@ -112,6 +124,9 @@ class Study:
     continual: Continual | None = None
     recipe_data: dict[str, DataSpec] = field(default_factory=dict)
     """Recipes that train on their own data (`train:`, `mix_ratio:` in the recipe) instead of `data`."""
+    trust_remote_code: bool = False
+    """Let every stage run the Python files the model names in its config (`auto_map`); off: only transformers'
+    own model code runs, which is all Qwen2.5-VL and LLaVA need."""
 
     def data_for(self, recipe: str) -> DataSpec:
         return self.recipe_data.get(recipe, self.data)
@@ -191,6 +206,7 @@ def load_study(path: Path) -> Study:
         spec_path=path,
         continual=continual,
         recipe_data=recipe_data,
+        trust_remote_code=_trust_remote_code(raw.get("trust_remote_code", False), path),
     )
 
 
@@ -204,6 +220,14 @@ def _recipe_data(data: DataSpec, train: tuple[str, ...], ratio: Any, settings: d
     except ForgetkitError as err:
         raise ForgetkitError(f"{where}: {err}") from None
     return dataclasses.replace(data, train=train, mix_probs=probs)
+
+
+def _trust_remote_code(value: Any, path: Path) -> bool:
+    if not isinstance(value, bool):
+        raise ForgetkitError(
+            f"{path}: trust_remote_code must be true or false (unquoted), not a {type(value).__name__}"
+        )
+    return value
 
 
 def _model_path(model: str, spec: Path) -> str:
@@ -269,14 +293,15 @@ def plan(study: Study, run: RunDir) -> list[Step]:
     zero-shot row), per recipe training and the eval of each checkpoint (the checkpoints training will
     save, or has saved), then the continual sequences. Nothing runs here."""
     model = resolve_model(study.model, study.template)
+    base = base_identity(model)
     zero_shot = study.eval.all_datasets + (study.continual.test_sets if study.continual else ())
-    steps = eval_steps(study, run, model, model.path, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)))
+    steps = eval_steps(study, run, model, model.path, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)), base)
     for recipe_name, recipe in study.recipes.items():
-        train = train_step(study, run, model, recipe_name, recipe, study.data_for(recipe_name))
+        train = train_step(study, run, model, recipe_name, recipe, study.data_for(recipe_name), base)
         steps.append(train)
-        steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe, train.name))
+        steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe, train))
     if study.continual is not None:
-        steps.extend(continual_steps(study, run, model))
+        steps.extend(continual_steps(study, run, model, base))
     return steps
 
 
@@ -290,35 +315,46 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     if dry_run:
         return plan(study, run)
     check_data(study)
-    prepare(study, run)
-    steps = plan(study, run)
     if only is not None:
-        return _launch_one(study, run, steps, only)
+        with run.stage_lock(only):
+            return _launch_one(study, run, plan(study, run), only)
     with run.exclusive():
-        return _launch_all(study, run, steps)
+        return _launch_all(study, run, plan(study, run))
 
 
 def _launch_all(study: Study, run: RunDir, steps: list[Step]) -> dict:
-    model = resolve_model(study.model, study.template)
+    trains = [step for step in steps if step.name.startswith("train ")]
+    for step in trains:
+        _check_unchanged(run, step)
+    prepare(study, run)
     for step in steps:
-        if step.name.startswith("train "):
-            _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
         if not step.done and (step.requires is None or is_complete_checkpoint(step.requires)):
             _run_stage(study, run, step)
+    model = resolve_model(study.model, study.template)
+    by_name = {step.name: step for step in trains}
     for recipe_name, recipe in study.recipes.items():  # checkpoints training saved beyond the planned ones
-        for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe, f"train {recipe_name}"):
+        for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe, by_name[f"train {recipe_name}"]):
             if not step.done:
                 _run_stage(study, run, step)
     return score_run(run)
 
 
 def check_data(study: Study) -> None:
-    """Stop before anything runs (or is submitted) when the spec's data folder was never built."""
-    if not (Path(study.data.dataset_dir) / "dataset_info.json").is_file():
-        raise ForgetkitError(
-            f"no dataset_info.json in {study.data.dataset_dir}; build the data first "
-            "(forgetkit build-data ...) or fix data.dataset_dir in the spec"
-        )
+    """Stop before anything runs (or is submitted) when a dataset the study reads is not built, or its build
+    did not finish, or a file changed since."""
+    check_built(study.data.dataset_dir, datasets_read(study), study.eval.lmudata)
+
+
+def datasets_read(study: Study) -> tuple[str, ...]:
+    """Every dataset a stage of the study reads: training sets, eval sets, continual tasks' sets, the probe's."""
+    names = [*study.eval.all_datasets, *(n for recipe in study.recipes for n in study.data_for(recipe).train)]
+    if study.continual is not None:
+        continual = study.continual
+        for sequence in continual.sequences.values():
+            names += [continual.train_set(index, sequence.replay) for index in range(len(continual.tasks))]
+        names += continual.test_sets
+    names += [study.eval.probe] if study.eval.probe else []
+    return tuple(dict.fromkeys(names))
 
 
 def prepare(study: Study, run: RunDir) -> None:
@@ -347,13 +383,16 @@ def _launch_one(study: Study, run: RunDir, steps: list[Step], name: str) -> list
     if missing:
         raise ForgetkitError(f"stage {name!r} needs {', '.join(missing)} done first")
     if step.name.startswith("train "):
-        _check_unchanged(run, step, run.checkpoints(step.name.removeprefix("train ")))
+        _check_unchanged(run, step)
     if not step.done:
+        prepare(study, run)
         _run_stage(study, run, step)
     return steps
 
 
-def _check_unchanged(run: RunDir, step: Step, output_dir: Path) -> None:
+def _check_unchanged(run: RunDir, step: Step) -> None:
+    """Refuse to train into checkpoints a different config (or base model, or data) made."""
+    output_dir = run.checkpoints(step.name.removeprefix("train "))
     previous = run.read_state().get(step.name)
     if previous and previous.get("config_hash") != step.digest and checkpoint_dirs(output_dir):
         raise ForgetkitError(
@@ -363,7 +402,7 @@ def _check_unchanged(run: RunDir, step: Step, output_dir: Path) -> None:
 
 
 def _checkpoint_eval_steps(
-    study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe, train: str
+    study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe, train: Step
 ) -> list[Step]:
     """Evals of the checkpoints on disk, or before training of those LF will save (every save_steps and the last)."""
     output_dir = run.checkpoints(recipe_name)
@@ -376,8 +415,8 @@ def _checkpoint_eval_steps(
         label = f"{recipe_name}/{checkpoint.name}"
         datasets = study.eval.all_datasets
         if recipe.method is Method.lora:
-            evals = eval_steps(study, run, model, model.path, label, datasets, adapter=checkpoint)
+            evals = eval_steps(study, run, model, model.path, label, datasets, train.digest, adapter=checkpoint)
         else:
-            evals = eval_steps(study, run, model, str(checkpoint), label, datasets)
-        steps.extend(dataclasses.replace(step, requires=checkpoint, after=(train,)) for step in evals)
+            evals = eval_steps(study, run, model, str(checkpoint), label, datasets, train.digest)
+        steps.extend(dataclasses.replace(step, requires=checkpoint, after=(train.name,)) for step in evals)
     return steps

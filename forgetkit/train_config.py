@@ -34,6 +34,7 @@ class TrainRequest:
     deepspeed: str | None = None
     output_dir: str | None = None
     seed: int = 42
+    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,16 @@ def render_request(request: TrainRequest, check: bool = True) -> RenderedTrain:
     hardware = CPU if request.cpu else Hardware(devices=request.gpus)
     short = model.name.rstrip("/").rsplit("/", 1)[-1]
     output_dir = request.output_dir or f"saves/{short}/{request.preset or recipe.label}"
-    text = render_train(model, recipe, data, output_dir, hardware, seed=request.seed, deepspeed=request.deepspeed)
+    text = render_train(
+        model,
+        recipe,
+        data,
+        output_dir,
+        hardware,
+        seed=request.seed,
+        deepspeed=request.deepspeed,
+        trust_remote_code=request.trust_remote_code,
+    )
     if check:
         validate(text)
     return RenderedTrain(text, recipe, model, data, output_dir)

@@ -20,6 +20,7 @@ from vlmeval.dataset import VMCBenchDataset
 from vlmeval.vlm.base import BaseModel
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.models import local_model_dir
 from forgetkit.stages.vlmeval_eval import MODEL_KINDS, check_checkpoint
 
 VMCBENCH_SEED = 0
@@ -55,7 +56,8 @@ def load_checkpoint(
     import transformers
     from transformers import AutoProcessor
 
-    check_checkpoint(Path(model_path), kind, None if adapter is None else Path(adapter))
+    model_path = local_model_dir(model_path)
+    check_checkpoint(model_path, kind, None if adapter is None else Path(adapter))
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
     model = getattr(transformers, MODEL_KINDS[kind][1]).from_pretrained(
         str(model_path), dtype=torch_dtype, attn_implementation="sdpa"

@@ -1,12 +1,15 @@
 """`python -m forgetkit.vlmeval_run ARGS`: VLMEvalKit's own runner (`python -m vlmeval ARGS`) with forgetkit's
 classes registered, since a config's `class` is looked up on `vlmeval.vlm` / `vlmeval.dataset` in the
-process that runs it."""
+process that runs it, and its tables read with their texts intact (`texts_kept`)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from forgetkit.errors import ForgetkitError
@@ -15,6 +18,11 @@ from forgetkit.jsonfile import read_json
 CONFIG_FIX = (
     'write VLMEvalKit\'s config: {"model": {NAME: {"class": ...}}, "data": {NAME: {"class": ..., "dataset": ...}}}'
 )
+
+EMPTY_IS_MISSING = {"keep_default_na": False, "na_values": ("",)}
+"""How VLMEvalKit's tables are read in forgetkit: its writers leave a missing cell empty, and every other cell,
+pandas' default NA strings ('NA', 'None', 'null', 'nan', 'N/A', ...) included, is a text an option, class or answer
+may be."""
 
 
 def _data_entries(config: Path) -> dict[str, dict]:
@@ -46,6 +54,37 @@ def _check_pinned_tsvs(data: dict[str, dict], lmu_data: Path) -> None:
             )
 
 
+@contextlib.contextmanager
+def texts_kept() -> Iterator[None]:
+    """Within: pandas' `read_csv` and `read_excel` read with `EMPTY_IS_MISSING` unless the caller sets NA handling.
+
+    VLMEvalKit loads every table (`vlmeval.smp.load`: the dataset TSV, the prediction and result sheets) with
+    pandas' default NA strings, so an option text 'NA' or 'None' would come back as NaN: left out of the prompt and
+    of the choices an answer is matched against (a class text as the category, too). VLMEvalKit has no setting for
+    this, pandas reads even a quoted 'NA' as missing (no TSV can spell it), and `load` is bound by name in every
+    module that uses it; so the two pandas readers it calls are wrapped, for as long as VLMEvalKit runs here.
+    """
+    import pandas as pd
+
+    def keeping_texts(reader: Callable) -> Callable:
+        @functools.wraps(reader)
+        def read(*args, **kwargs):
+            if "keep_default_na" not in kwargs and "na_values" not in kwargs:
+                kwargs = {**kwargs, **EMPTY_IS_MISSING}
+            return reader(*args, **kwargs)
+
+        return read
+
+    originals = {name: getattr(pd, name) for name in ("read_csv", "read_excel")}
+    for name, reader in originals.items():
+        setattr(pd, name, keeping_texts(reader))
+    try:
+        yield
+    finally:
+        for name, reader in originals.items():
+            setattr(pd, name, reader)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     lmu_data = os.environ.get("LMUData", "")
@@ -65,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     vlmeval.dataset.SeededVMCBench = SeededVMCBench
     _check_pinned_tsvs(data, Path(lmu_data))
     sys.argv = ["vlmeval", *argv]
-    run.main()
+    with texts_kept():
+        run.main()
 
 
 if __name__ == "__main__":

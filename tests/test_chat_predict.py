@@ -43,6 +43,7 @@ def settings(data: Path, backend: str = "huggingface") -> dict:
         "image_max_pixels": PIXELS,
         "cutoff_len": 512,
         "max_new_tokens": 4,
+        "trust_remote_code": False,
     }
 
 
@@ -60,6 +61,11 @@ def test_decoding_is_greedy_on_both_engines(built: Path) -> None:
     assert args["image_max_pixels"] == PIXELS and "adapter_name_or_path" not in args
     lora = engine_args(settings(built) | {"adapter": "saves/lora"})
     assert lora["adapter_name_or_path"] == "saves/lora" and lora["finetuning_type"] == "lora"
+
+
+def test_the_engine_runs_the_models_own_code_only_when_the_study_trusts_it(built: Path) -> None:
+    assert engine_args(settings(built, "vllm"))["trust_remote_code"] is False
+    assert engine_args(settings(built, "vllm") | {"trust_remote_code": True})["trust_remote_code"] is True
 
 
 def test_answers_equal_lf_prediction_on_the_same_model(built: Path, tmp_path: Path) -> None:

@@ -39,6 +39,16 @@ def test_render_config_prints_the_papers_default(
     assert config["learning_rate"] == 1e-6 and config["freeze_vision_tower"] is True
 
 
+def test_render_config_trusts_model_code_only_with_the_flag(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    _, default, _ = run_main(monkeypatch, capsys, "render-config")
+    code, trusted, _ = run_main(monkeypatch, capsys, "render-config", "--trust-remote-code")
+    assert code == 0
+    assert yaml.safe_load(default)["trust_remote_code"] is False
+    assert yaml.safe_load(trusted)["trust_remote_code"] is True
+
+
 def test_render_config_writes_a_file(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
@@ -62,9 +72,9 @@ def test_render_config_writes_a_file(
         (["render-config", "--batch-size", "10", "--gpus", "4"], "global batch 10 is not a multiple"),
         (["render-config", "--preset", "fig9"], "unknown preset 'fig9'"),
         (["render-config", "--part", "mlp-gate-up"], "needs --method lora"),
-        (["render-config", "--lr", "nan"], "learning rate must be a positive finite number, got nan"),
-        (["render-config", "--lr", "inf"], "learning rate must be a positive finite number, got inf"),
-        (["render-config", "--epochs", "nan"], "steps and epochs must be positive (and epochs finite)"),
+        (["render-config", "--lr", "nan"], "render-config.lr: must be a positive finite number, got nan"),
+        (["render-config", "--lr", "inf"], "render-config.lr: must be a positive finite number, got inf"),
+        (["render-config", "--epochs", "nan"], "render-config.epochs: must be a positive finite number, got nan"),
         (["render-config", "--gpus", "0"], "hardware needs at least 1 device"),
         (["render-config", "--gpus", "-2"], "hardware needs at least 1 device"),
         (["render-config", "--dataset", "a,b", "--mix-ratio", "nan"], "ratios are finite numbers such as 0.5"),

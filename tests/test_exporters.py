@@ -72,3 +72,11 @@ def test_vlmeval_tsv_has_the_mcq_columns_and_a_decodable_image(tmp_path: Path) -
     assert rows[0]["answer"] == "B" and rows[0]["B"] == "tabby cat" and rows[0]["category"] == "tabby cat"
     image = Image.open(io.BytesIO(base64.b64decode(rows[0]["image"])))
     assert image.size == (8, 8)
+
+
+def test_vlmeval_tsv_refuses_an_empty_option_text_vlmevalkit_would_read_as_no_option(tmp_path: Path) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
+    blank = MCQRecord("demo/blank", "cat.png", "Which cat?", ("tiger cat", "", "lynx", "ocelot"), "A", "tiger cat", "d")
+    with pytest.raises(ForgetkitError, match="record demo/blank has an empty option or class text"):
+        exporters.write_vlmeval_tsv([record("cat.png"), blank], tmp_path / "out.tsv", lambda r: tmp_path / r.image)
+    assert not (tmp_path / "out.tsv").exists()

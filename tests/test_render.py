@@ -112,3 +112,19 @@ def test_export_config_merges_an_adapter_and_lf_accepts_it() -> None:
     config = validate(text)  # through LF's get_infer_args, as llamafactory-cli export parses it
     assert config["adapter_name_or_path"] == "saves/lora/checkpoint-2000"
     assert config["export_dir"] == "merged/task1" and config["export_device"] == "cpu"
+
+
+def test_no_config_trusts_the_models_own_code_unless_asked() -> None:
+    """LF passes `trust_remote_code` to transformers, which then runs Python files the model folder names."""
+
+    def configs(trust: bool) -> list[dict]:
+        texts = [
+            render_train(QWEN_3B, Recipe(), DataSpec(), "out", Hardware(), trust_remote_code=trust),
+            render_predict("m", "qwen2_vl", "imagenet_vqa_val", DataSpec(), "pred", CPU, trust_remote_code=trust),
+            render_export("m", "saves/lora/checkpoint-2", "qwen2_vl", "merged", trust_remote_code=trust),
+        ]
+        return [validate(text) for text in texts]
+
+    assert [config["trust_remote_code"] for config in configs(False)] == [False] * 3
+    assert [config["trust_remote_code"] for config in configs(True)] == [True] * 3
+    assert "trust_remote_code: false" in render_predict("m", "qwen2_vl", "x", DataSpec(), "pred", CPU)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_cli import run_main
 
 from forgetkit import atomic
 from forgetkit.continual import stage_label
@@ -451,6 +452,49 @@ def test_bad_input_is_a_one_line_error_saying_what_to_do(tmp_path: Path) -> None
         build_report(run)
     with pytest.raises(ForgetkitError, match="no predictions/ folder"):
         build_report(tmp_path / "empty")
+
+
+def test_a_prediction_file_deleted_after_its_stage_was_done_is_named_not_shown_as_not_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Stages as launch records them: done ones must have their files; one still running has none yet and shows
+    as "-" (a study in progress reports what it has)."""
+    judged = [{"predict": "B", "label": "B", "correct": True}, {"predict": "C", "label": "B", "correct": False}]
+    root = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: {"set": answers(range(5), 10), "other": answers(range(3), 10), "vlmeval:MMMU_tiny": judged},
+            "r/checkpoint-5": {"set": answers(range(7), 10)},
+        },
+    )
+    run = RunDir(root)
+    benchmark = {"class": "MMMUDataset", "dataset": "MMMU_tiny"}
+    atomic.write_json(run.config("vlmeval zero-shot").with_suffix(".json"), {"data": {"MMMU_tiny": benchmark}})
+    for stage in ("vlmeval zero-shot", "predict zero-shot set", "logits zero-shot other", "predict r/checkpoint-5 set"):
+        run.mark(stage, "done", "digest")
+    run.mark("train r", "done", "digest")
+    run.mark("predict r/checkpoint-5 other", "running", "digest")
+    code, out, err = run_main(monkeypatch, capsys, "score", str(root))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[3].split() == ["r/checkpoint-5", "-", "70.00", "-"]
+    assert run_main(monkeypatch, capsys, "report", str(root))[::2] == (0, "")
+
+    run.predictions(ZERO_SHOT, "vlmeval:MMMU_tiny").unlink()
+    run.predictions("r/checkpoint-5", "set").unlink()
+    for verb in ("score", "report"):
+        code, _, err = run_main(monkeypatch, capsys, verb, str(root))
+        assert code == 2 and err.count("\n") == 1
+        assert err.startswith(f"error: {run.root}: 2 prediction file(s) of stages state.json records done are missing")
+        assert "(predictions/zero-shot/vlmeval:MMMU_tiny.jsonl, predictions/r/checkpoint-5/set.jsonl)" in err
+        assert f"`forgetkit launch SPEC --run-dir {run.root}` redoes exactly those stages" in err
+    for dataset in ("a", "b", "c"):
+        run.mark(f"predict r/checkpoint-5 {dataset}", "done", "digest")
+    with pytest.raises(
+        ForgetkitError,
+        match=r"5 prediction file.* \(predictions/zero-shot/vlmeval:MMMU_tiny.jsonl, "
+        r"predictions/r/checkpoint-5/set.jsonl, predictions/r/checkpoint-5/a.jsonl and 2 more\)",
+    ):
+        build_report(root)
 
 
 def test_report_of_a_run_laid_out_by_the_demo_spec(tmp_path: Path) -> None:

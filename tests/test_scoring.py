@@ -11,6 +11,7 @@ from PIL import Image
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
 from forgetkit.errors import ForgetkitError
+from forgetkit.matchers import MATCHERS
 from forgetkit.rundir import RunDir
 from forgetkit.scoring import format_quadrants, format_table, quadrant_means, score_file, score_items, score_run
 
@@ -125,6 +126,55 @@ def test_a_json_list_of_predictions_is_read_like_jsonl(tmp_path: Path) -> None:
     path.write_text('[{"predict": "B", "label": "B"},\n')
     with pytest.raises(ForgetkitError, match=r"p.json:2: not valid JSON"):
         score_file(path)
+
+
+def test_a_jsonl_file_is_one_object_a_line_even_when_its_first_line_is_a_list(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps([{"predict": "B", "label": "B"}]) + "\n")
+    with pytest.raises(ForgetkitError, match=r"p.jsonl:1: expected an object .*, found a list; fix the line"):
+        score_file(path)
+    path.write_text(json.dumps([{"predict": "B", "label": "B"}], indent=1))
+    with pytest.raises(ForgetkitError, match=r"p.jsonl:1: not a JSON line"):
+        score_file(path)
+    path.write_text("[]\n" + json.dumps({"predict": "B", "label": "B"}) + "\n")
+    assert score_file(path, skip_bad=True).to_dict() == {
+        "accuracy": 1.0,
+        "correct": 1,
+        "total": 1,
+        "matcher": "letter",
+        "skipped": 1,
+    }
+
+
+@pytest.mark.parametrize("matcher", sorted(MATCHERS))
+def test_an_empty_label_is_a_malformed_row_so_an_empty_answer_never_matches_it(tmp_path: Path, matcher: str) -> None:
+    row = {"prompt": "Which letter?", "class_option": "B", "predict": ""}
+    path = write_rows(tmp_path / "p.jsonl", [row | {"label": "B\n"}, row | {"label": "\n"}])
+    with pytest.raises(ForgetkitError, match=r"p.jsonl:2: 'label' is empty, nothing to score against; fix the line"):
+        score_items(path, matcher)
+    assert score_items(path, matcher, skip_bad=True) == [False]  # an empty answer to a real label is simply wrong
+
+
+def test_an_empty_answer_of_a_judged_file_is_malformed_whatever_its_verdict(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "vlmeval:MMMU.jsonl", [{"predict": "", "label": " ", "correct": True}])
+    with pytest.raises(ForgetkitError, match=r"vlmeval:MMMU.jsonl:1: 'label' is empty"):
+        score_file(path)
+
+
+def test_rows_that_disagree_on_having_a_verdict_are_an_error_naming_the_first_that_differs(tmp_path: Path) -> None:
+    judged = {"predict": "A", "label": "A", "correct": True}
+    bare = {"predict": "B", "label": "A"}
+    path = write_rows(tmp_path / "p.jsonl", [judged, judged, bare, judged])
+    for skip_bad in (False, True):
+        with pytest.raises(ForgetkitError, match=r"p.jsonl:3: no verdict \('correct' or 'hit'\) where line 1 has one"):
+            score_file(path, skip_bad=skip_bad)
+    write_rows(path, [bare, {**judged, "correct": False}])
+    with pytest.raises(ForgetkitError, match=r"p.jsonl:2: a verdict .* where line 1 has none"):
+        score_items(path, "mllmcl-med")
+    write_rows(path, [judged, {**judged, "correct": False}])
+    assert score_items(path) == [True, False]
+    write_rows(path, [bare, bare])
+    assert score_items(path) == [False, False]
 
 
 def vlmeval_items() -> pd.DataFrame:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from built_data import built
 from typer.testing import CliRunner
 
 from forgetkit import slurm
@@ -77,8 +78,8 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_jobs: bool =
 
 def study_spec(tmp_path: Path) -> Path:
     """A recipe whose checkpoints are evaluated on two sets, and a 2-task IncLoRA sequence (train, merge, eval)."""
-    (tmp_path / "data").mkdir(exist_ok=True)
-    (tmp_path / "data" / "dataset_info.json").write_text("{}")  # submitting checks the data was built
+    names = ("a", "b", "imagenet_vqa_train", *(f"mllmcl_{t}_{s}" for t in ("t1", "t2") for s in ("train", "test")))
+    built(tmp_path / "data", *names)  # submitting checks the data was built
     path = tmp_path / "study.yaml"
     path.write_text(
         "name: s\nmodel: tiny-qwen2.5-vl\ndata: {dataset_dir: data}\neval: {datasets: [a, b]}\n"

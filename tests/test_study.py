@@ -3,12 +3,16 @@
 from pathlib import Path
 
 import pytest
+import yaml
+from built_data import built
 
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import CPU, Part
 from forgetkit.resources import bundled
-from forgetkit.study import launch, load_study
+from forgetkit.rundir import RunDir
+from forgetkit.steps import Step
+from forgetkit.study import launch, load_study, plan
 
 
 def test_demo_spec_loads_with_paths_relative_to_the_spec() -> None:
@@ -29,12 +33,13 @@ def spec(tmp_path: Path, recipe: str) -> Path:
 @pytest.mark.parametrize(
     ("recipe", "message"),
     [
-        ("recipes: {r: {lr: fast}}", "recipes.r: could not convert string to float: 'fast'"),
-        ("recipes: {r: {part: eyes}}", "recipes.r: 'eyes' is not a valid Part"),
-        ("recipes: {r: {lr: -1}}", "recipes.r: learning rate must be a positive finite number, got -1.0"),
-        ("recipes: {r: {lr: .nan}}", "recipes.r: learning rate must be a positive finite number, got nan"),
+        ("recipes: {r: {lr: fast}}", "recipes.r.lr: must be a number, got 'fast'"),
+        ("recipes: {r: {part: eyes}}", "recipes.r.part: input should be 'llm', 'vision'"),
+        ("recipes: {r: {lr: -1}}", "recipes.r.lr: must be a positive finite number, got -1"),
+        ("recipes: {r: {lr: .nan}}", "recipes.r.lr: must be a positive finite number, got nan"),
         ("recipes: {}", "recipes must map recipe names"),
         ("recipes: {r: {}}\nextra: 1", "unknown key(s) ['extra']"),
+        ("recipes: {r: {}}\ntrust_remote_code: 'no'", "trust_remote_code must be true or false (unquoted), not a str"),
     ],
 )
 def test_bad_specs_name_what_is_wrong(tmp_path: Path, recipe: str, message: str) -> None:
@@ -45,7 +50,7 @@ def test_bad_specs_name_what_is_wrong(tmp_path: Path, recipe: str, message: str)
 
 def test_launch_without_built_data_says_how_to_build_it(tmp_path: Path) -> None:
     study = load_study(spec(tmp_path, "recipes: {r: {}}"))
-    with pytest.raises(ForgetkitError, match="no dataset_info.json in .*forgetkit build-data"):
+    with pytest.raises(ForgetkitError, match="dataset_info.json does not exist; build the data first"):
         launch(study, tmp_path / "run")
 
 
@@ -53,8 +58,7 @@ def test_a_second_launch_on_a_busy_run_directory_is_refused(tmp_path: Path) -> N
     from forgetkit.rundir import RunDir
 
     study = load_study(spec(tmp_path, "recipes: {r: {}}"))
-    Path(study.data.dataset_dir).mkdir(parents=True)
-    (Path(study.data.dataset_dir) / "dataset_info.json").write_text("{}")
+    built(Path(study.data.dataset_dir), "v", "imagenet_vqa_train")
     run = RunDir(tmp_path / "run")
     with run.exclusive(), pytest.raises(ForgetkitError, match="another forgetkit launch is running in"):
         launch(study, run.root)
@@ -283,3 +287,27 @@ def test_a_relative_model_path_is_the_spec_folders(tmp_path: Path, monkeypatch: 
     assert load_study(path).model == str(tmp_path / "models" / "mine")
     path.write_text(path.read_text().replace("../models/mine", "org/mine"))
     assert load_study(path).model == "org/mine"  # a hub id stays one
+
+
+def trusts_model_code(step: Step) -> bool:
+    """What a planned stage hands LF: the probe's and logits' keyword, else its YAML or the vLLM stage's settings."""
+    if "trust_remote_code" in step.action.keywords:
+        return step.action.keywords["trust_remote_code"]
+    config = step.action.args[2]
+    return (config if isinstance(config, dict) else yaml.safe_load(config))["trust_remote_code"]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_trust_remote_code_reaches_every_stage_that_loads_the_model(tmp_path: Path, trusted: bool) -> None:
+    steps: list[Step] = []
+    for eval_ in ("{datasets: [v], probe: c}", "{datasets: [v], scoring: logits}", "{datasets: [v], backend: vllm}"):
+        path = tmp_path / "study.yaml"
+        path.write_text(
+            f"name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\ndata: {{dataset_dir: d}}\neval: {eval_}\n"
+            "recipes: {r: {steps: 2, save_steps: 2}}\n"
+            "continual: {tasks: [rs], sequences: {inc: {strategy: inclora, steps: 2, save_steps: 2}}}\n"
+            + ("trust_remote_code: true\n" if trusted else "")
+        )
+        steps += plan(load_study(path), RunDir(tmp_path / "run"))
+    assert {step.name.split()[0] for step in steps} == {"train", "export", "predict", "probe", "logits"}
+    assert {step.name: trusts_model_code(step) for step in steps} == {step.name: trusted for step in steps}

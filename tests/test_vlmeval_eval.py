@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from forgetkit.stages import vlmeval_eval
 from forgetkit.stages.vlmeval_eval import VMCBENCH_CATEGORIES, predictions_path, run_vlmeval
 from forgetkit.testing.tiny_model import tiny_model_dir
 from forgetkit.testing.vlmeval_data import TINY_MMMU, TINY_VMCBENCH, write_mmmu_tsv, write_vmcbench_tsv
+from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
 LLAVA_TEMPLATE = (
     "{% for message in messages %}"
@@ -27,6 +29,9 @@ LLAVA_TEMPLATE = (
     "{% endfor %}{{ ' ' }}{% endif %}{% endfor %}"
     "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
 )
+
+NA_TEXTS = ["NA", "None", "null", "N/A"]
+"""Option texts pandas reads as missing unless told otherwise."""
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +117,11 @@ def test_stage_scores_tiny_mmmu_and_vmcbench_through_vlmevalkit(
 ) -> None:
     lmu = tmp_path / "LMUData"
     write_mmmu_tsv(lmu, n_val=4)
-    write_vmcbench_tsv(lmu)
+    vmcbench = write_vmcbench_tsv(lmu)
+    table = list(csv.reader(vmcbench.read_text(encoding="utf-8").splitlines(), delimiter="\t"))
+    assert table[0][2:6] == ["A", "B", "C", "D"]
+    table[1][2:6] = NA_TEXTS
+    vmcbench.write_text("".join("\t".join(row) + "\n" for row in table), encoding="utf-8")
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -138,6 +147,10 @@ def test_stage_scores_tiny_mmmu_and_vmcbench_through_vlmevalkit(
     assert log.read_text(encoding="utf-8").startswith(f"$ {sys.executable} -m forgetkit.vlmeval_run --config")
     assert "--judge exact_matching" in log.read_text(encoding="utf-8").splitlines()[0]
     assert not (home / "LMUData").exists()
+    # The runner read the texts pandas calls missing as texts: VLMEvalKit's result sheet holds them verbatim.
+    sheet = tmp_path / "eval" / "vlmeval" / vlmeval_eval.MODEL_NAME / f"forgetkit_{TINY_VMCBENCH}_result.xlsx"
+    result = pd.read_excel(sheet, **EMPTY_IS_MISSING)
+    assert result.loc[result["index"] == 0, ["A", "B", "C", "D"]].values.tolist() == [NA_TEXTS]
     assert json.loads((tmp_path / "eval" / "vlmeval_config.json").read_text())["data"][TINY_VMCBENCH] == {
         "class": "SeededVMCBench",
         "dataset": TINY_VMCBENCH,

@@ -37,7 +37,8 @@ SHAREGPT_DEFAULTS = {
 
 
 def engine_args(settings: dict[str, Any]) -> dict[str, Any]:
-    """ChatModel arguments: the model (and LoRA adapter), the template, the engine, greedy decoding."""
+    """ChatModel arguments: the model (and LoRA adapter), the template, the engine, greedy decoding, and whether
+    the model's own code may run (the study's `trust_remote_code`)."""
     args = {
         "model_name_or_path": settings["model"],
         "template": settings["template"],
@@ -47,7 +48,7 @@ def engine_args(settings: dict[str, Any]) -> dict[str, Any]:
         "do_sample": False,
         "temperature": 0.0,
         "vllm_maxlen": settings["cutoff_len"] + settings["max_new_tokens"],
-        "trust_remote_code": True,
+        "trust_remote_code": settings["trust_remote_code"],
     }
     if settings.get("adapter"):
         args |= {"adapter_name_or_path": settings["adapter"], "finetuning_type": "lora"}

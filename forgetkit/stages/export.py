@@ -18,11 +18,12 @@ import torch
 from safetensors import safe_open
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.models import local_model_dir
 from forgetkit.rundir import RunDir
 from forgetkit.stages import llamafactory
 
 
-def export(run: RunDir, stage: str, config_text: str, base: Path, adapter: Path, merged: Path) -> Path:
+def export(run: RunDir, stage: str, config_text: str, base: str | Path, adapter: Path, merged: Path) -> Path:
     """Merge into `<merged>.partial` (the config's export_dir), check it, then rename it to `merged`."""
     partial = merged.with_name(merged.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -38,9 +39,10 @@ def export(run: RunDir, stage: str, config_text: str, base: Path, adapter: Path,
     return merged
 
 
-def unchanged_by_merge(base: Path, merged: Path, adapter: Path) -> list[str]:
-    """What the adapter trained but the merge left equal to the base: its LoRA-targeted weights (when the
-    adapter is not zero) and its fully trained `modules_to_save`; empty for a good merge."""
+def unchanged_by_merge(base: str | Path, merged: Path, adapter: Path) -> list[str]:
+    """What the adapter trained but the merge left equal to the base (a folder or hub id): its LoRA-targeted
+    weights (when the adapter is not zero) and its fully trained `modules_to_save`; empty for a good merge."""
+    base = local_model_dir(base)
     unchanged = []
     if adapter_is_nonzero(adapter) and not merge_changed_weights(base, merged, adapter_targets(adapter)):
         unchanged.append("LoRA-targeted weights")

@@ -87,6 +87,7 @@ def load_predict_inputs(
     bf16: bool = False,
     device: str = "cpu",
     multiple_choice: bool = True,
+    trust_remote_code: bool = False,
 ) -> PredictInputs:
     """Parse the predict stage's own YAML with LF and build its eval dataset and generation collator.
 
@@ -104,7 +105,10 @@ def load_predict_inputs(
             dataset_dir=str(dataset_dir), train=(), cutoff_len=cutoff_len, image_max_pixels=image_max_pixels
         )
         hardware = Hardware(bf16=bf16, dataloader_workers=0, preprocessing_workers=1)
-        config = yaml.safe_load(render_predict(model_path, template, dataset, data, scratch, hardware, adapter=adapter))
+        text = render_predict(
+            model_path, template, dataset, data, scratch, hardware, adapter=adapter, trust_remote_code=trust_remote_code
+        )
+        config = yaml.safe_load(text)
         config["use_cpu"] = device == "cpu"
         try:
             model_args, data_args, training_args, finetuning_args, _ = get_train_args(config)
@@ -245,6 +249,7 @@ def score_by_logits(
     device: str = "cpu",
     batch_size: int = 8,
     output: Path | None = None,
+    trust_remote_code: bool = False,
 ) -> Path | list[dict]:
     """Rows shaped like LF's `generated_predictions.jsonl` (`prompt`, `predict` = the chosen letter, `label`
     as LF decodes it) plus `letter_probs` (softmax over the option letters) and `letter_mass` (the letters'
@@ -263,6 +268,7 @@ def score_by_logits(
         cutoff_len=cutoff_len,
         bf16=bf16,
         device=device,
+        trust_remote_code=trust_remote_code,
     )
     rows = score_inputs(load_lf_model(inputs), inputs, batch_size)
     if output is None:

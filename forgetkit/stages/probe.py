@@ -78,6 +78,7 @@ def probe(
     positions: int = 1,
     checkpoint_base: str | Path | None = None,
     output: str | Path | None = None,
+    trust_remote_code: bool = False,
 ) -> dict:
     """Drift of `checkpoint` from `base` on the held-out set `dataset`. `checkpoint` is a full model directory or
     a LoRA adapter directory, applied to `checkpoint_base` if given (IncLoRA's later tasks train on a merged
@@ -95,7 +96,13 @@ def probe(
     if positions < 1 or batch_size < 1:
         raise ForgetkitError(f"positions ({positions}) and batch size ({batch_size}) must be at least 1")
     model_path, adapter = checkpoint_model(base if checkpoint_base is None else checkpoint_base, checkpoint)
-    settings = {"image_max_pixels": image_max_pixels, "cutoff_len": cutoff_len, "bf16": bf16, "device": device}
+    settings = {
+        "image_max_pixels": image_max_pixels,
+        "cutoff_len": cutoff_len,
+        "bf16": bf16,
+        "device": device,
+        "trust_remote_code": trust_remote_code,
+    }
     base_inputs = load_predict_inputs(base, dataset_dir, dataset, template, multiple_choice=False, **settings)
     tuned_inputs = load_predict_inputs(
         model_path, dataset_dir, dataset, template, adapter=adapter, multiple_choice=False, **settings

@@ -30,7 +30,9 @@ from tqdm.auto import tqdm
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
+from forgetkit.models import local_model_dir
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
+from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
 # kind -> (config.json model_type, transformers class that loads it)
 MODEL_KINDS = {
@@ -122,7 +124,7 @@ def predictions_path(work_dir: Path, dataset: str) -> Path:
 
 
 def run_vlmeval(
-    model_path: Path,
+    model_path: str | Path,
     datasets: Sequence[str],
     lmu_data: Path,
     work_dir: Path,
@@ -138,7 +140,8 @@ def run_vlmeval(
     max_new_tokens: int = 16,
     system_prompt: str | None = None,
 ) -> dict[str, float]:
-    """Evaluate one checkpoint on `datasets` (TSVs in `lmu_data`) with VLMEvalKit; accuracy in [0, 1] per dataset.
+    """Evaluate one checkpoint (a model folder or hub id) on `datasets` (TSVs in `lmu_data`) with VLMEvalKit;
+    accuracy in [0, 1] per dataset.
 
     Images are scaled into [`image_min_pixels`, `image_max_pixels`] area; a limit left None is the one
     VLMEvalKit's own config entry `vlmeval_entry` (e.g. `Qwen2.5-VL-3B-Instruct`) gives the model, or none.
@@ -151,12 +154,13 @@ def run_vlmeval(
         raise ForgetkitError("max_new_tokens, image_max_pixels and image_min_pixels must be positive")
     if dtype not in DTYPES:
         raise ForgetkitError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
-    check_checkpoint(model_path, kind, adapter)
     lmu_data = Path(lmu_data).resolve()
     if not lmu_data.is_dir():
         raise ForgetkitError(f"LMUData directory {lmu_data} not found; create it and put the TSVs there")
     for dataset in datasets:
         check_tsv(lmu_data, dataset)
+    model_path = local_model_dir(model_path)
+    check_checkpoint(model_path, kind, adapter)
 
     work_dir = Path(work_dir).resolve()
     out = work_dir / "vlmeval"
@@ -164,7 +168,7 @@ def run_vlmeval(
     out.mkdir(parents=True)
     model = {
         "class": "ForgetkitVLM",
-        "model_path": str(Path(model_path).resolve()),
+        "model_path": str(model_path.resolve()),
         "kind": kind,
         "adapter": None if adapter is None else str(Path(adapter).resolve()),
         "device": device,
@@ -235,7 +239,7 @@ def _collect(pred_root: Path, dataset: str, work_dir: Path, log: Path) -> float:
     if not acc_file.is_file() or not items_file.is_file():
         raise StageFailed(f"VLMEvalKit did not score {dataset}: {_failure(pred_root, dataset, log)}; full log: {log}")
     acc = pd.read_csv(acc_file)
-    items = pd.read_excel(items_file)
+    items = pd.read_excel(items_file, **EMPTY_IS_MISSING)
     if benchmark is MMMU and "split" in items.columns:
         if MMMU_SPLIT not in set(items["split"]):
             raise ForgetkitError(
