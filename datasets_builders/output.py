@@ -137,4 +137,3 @@ def _source(options: BuildOptions) -> str | None:
     if options.source is None:
         return None
     return str(options.source) if str(options.source).startswith("hf:") else str(options.source.resolve())
-

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
+from typer._click.exceptions import ClickException
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import Method, Part, Scheduler
@@ -628,12 +629,19 @@ def doctor(
 
 
 def main() -> None:
+    """The `forgetkit` command: a bad input, ours or an option Typer could not parse, is one `error:` line."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        app()
+        code = app(standalone_mode=False)
     except ForgetkitError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except ClickException as err:
+        context = getattr(err, "ctx", None)
+        hint = f"; see {context.command_path} --help" if context is not None else ""
+        typer.echo(f"error: {' '.join(err.format_message().split())}{hint}", err=True)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted; rerun the same command to continue where it stopped", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.knobs import shown
 from forgetkit.models import ModelSpec
 from forgetkit.recipes import Method, Part, Recipe
 from forgetkit.rundir import RunDir
@@ -82,26 +83,26 @@ def stage_label(sequence: str, index: int, task: str) -> str:
 def parse_continual(raw: Any, where: str, resolve: RecipeResolver) -> Continual:
     if not isinstance(raw, dict):
         raise ForgetkitError(f"{where} must be a mapping with keys {sorted(KEYS)}")
-    unknown = sorted(set(raw) - KEYS)
+    unknown = sorted(map(str, set(raw) - KEYS))
     if unknown:
-        raise ForgetkitError(f"{where}: unknown key(s) {unknown}; known: {sorted(KEYS)}")
+        raise ForgetkitError(f"{where}: unknown key(s) {shown(unknown)}; known: {sorted(KEYS)}")
     tasks = raw.get("tasks")
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) and t for t in tasks):
         raise ForgetkitError(f"{where}.tasks must list the task names in training order, e.g. [rs, med, ad, sci, fin]")
     if len(set(tasks)) != len(tasks):
-        raise ForgetkitError(f"{where}.tasks names a task twice: {tasks}")
+        raise ForgetkitError(f"{where}.tasks names a task twice: {shown(tasks)}")
     patterns = {
         key: str(raw.get(key, default)) for key, default in (("train", Continual.train), ("test", Continual.test))
     }
     for key, pattern in patterns.items():
         if "{task}" not in pattern:
-            raise ForgetkitError(f"{where}.{key} {pattern!r} must contain {{task}}, e.g. mllmcl_{{task}}_{key}")
+            raise ForgetkitError(f"{where}.{key} {shown(pattern)} must contain {{task}}, e.g. mllmcl_{{task}}_{key}")
     sequences = raw.get("sequences")
     if not isinstance(sequences, dict) or not sequences:
         raise ForgetkitError(f"{where}.sequences must map sequence names to {{strategy: inclora|seqfull, ...}}")
     evaluate = raw.get("eval", "all")
     if evaluate not in EVALS:
-        raise ForgetkitError(f"{where}.eval {evaluate!r} unknown; use all (every task after every task) or seen")
+        raise ForgetkitError(f"{where}.eval {shown(evaluate)} unknown; use all (every task after every task) or seen")
     continual = Continual(tuple(tasks), {}, **patterns, eval=evaluate)
     parsed = {
         str(name): _sequence(str(name), values, f"{where}.sequences.{name}", continual, resolve)
@@ -116,10 +117,10 @@ def _sequence(name: str, values: Any, where: str, continual: Continual, resolve:
     settings = dict(values)
     strategy = settings.pop("strategy", None)
     if strategy not in STRATEGIES:
-        raise ForgetkitError(f"{where}: strategy {strategy!r} unknown; use {' or '.join(STRATEGIES)}")
+        raise ForgetkitError(f"{where}: strategy {shown(strategy)} unknown; use {' or '.join(STRATEGIES)}")
     replay = settings.pop("replay", None)
     if replay is not None and (not isinstance(replay, int) or isinstance(replay, bool) or replay < 1):
-        raise ForgetkitError(f"{where}: replay {replay!r} must be a positive number of rows per earlier task")
+        raise ForgetkitError(f"{where}: replay {shown(replay)} must be a positive number of rows per earlier task")
     if "preset" not in settings:
         settings.setdefault("part", Part.llm_projector.value)
         settings.setdefault("method", STRATEGIES[strategy].value)

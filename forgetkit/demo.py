@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -86,7 +85,7 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
             build(builder, options)
     if not (data / "lmudata" / f"{TINY_MMMU}.tsv").is_file():
         write_mmmu_tsv(data / "lmudata")
-    if CAPTIONS not in json.loads((data / "dataset_info.json").read_text(encoding="utf-8")):
+    if not (data / f"{CAPTIONS}.manifest.json").is_file():
         write_caption_set(data, CAPTIONS)
     return data
 

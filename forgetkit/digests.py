@@ -40,12 +40,3 @@ def file_digest(path: Path) -> str:
     except OSError:
         pass
     return value
-
-
-def tree_digest(folder: Path) -> str:
-    """One digest of every file under `folder` by relative path and content: the same files give the same
-    digest wherever the folder lives or however its path is spelled."""
-    folder = Path(folder).resolve()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    listing = {p.relative_to(folder).as_posix(): file_digest(p) for p in files}
-    return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from forgetkit.digests import file_digest
 from forgetkit.errors import ForgetkitError
+from forgetkit.knobs import shown
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def resolve_model(name_or_path: str, template: str | None = None) -> ModelSpec:
     if template is None:
         known = ", ".join([*REGISTRY, TINY])
         raise ForgetkitError(
-            f"unknown model {name_or_path!r}: use one of {known}, or give a local path / hub id with --template "
+            f"unknown model {shown(name_or_path)}: use one of {known}, or give a local path / hub id with --template "
             "(LLaMA-Factory's chat template name, e.g. qwen2_vl or llava)"
         )
     if name_or_path.startswith((".", "/", "~")) and not Path(name_or_path).expanduser().is_dir():
@@ -169,9 +170,8 @@ def local_model_dir(name_or_path: str | Path) -> Path:
     try:
         return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=offline))
     except HFValidationError:
-        shown = repo_id if len(repo_id) <= 120 else repo_id[:117] + "..."
         raise ForgetkitError(
-            f"model {shown!r} is neither a folder nor a hub id (owner/name); name an existing model folder"
+            f"model {shown(repo_id)} is neither a folder nor a hub id (owner/name); name an existing model folder"
         ) from None
     except IncompleteSnapshotError:
         raise ForgetkitError(

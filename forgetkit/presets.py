@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.knobs import shown
 from forgetkit.recipes import Method, Part, Recipe, Scheduler
 
 MLLM_CL_EPOCHS = {"rs": 1.0, "med": 3.0, "ad": 1.0, "sci": 2.0, "fin": 1.0}
@@ -123,7 +124,7 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ForgetkitError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+        raise ForgetkitError(f"unknown preset {shown(name)}; choose one of: {', '.join(PRESETS)}") from None
 
 
 def preset_table() -> str:

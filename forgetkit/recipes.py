@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ConfigDict
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.knobs import Count, Flag, Fraction, Rate, Size, Text, checked
+from forgetkit.knobs import Count, Flag, Fraction, Rate, Size, Text, checked, shown
 
 
 class Part(str, Enum):
@@ -145,9 +145,9 @@ class Recipe:
         """This recipe with `values` (YAML or Python values: `"1e-6"`, `"llm"`) on top; a given length, steps or
         epochs, replaces the other. Errors name `where` and the key."""
         known = {f.name for f in fields(self)}
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(str, set(values) - known))
         if unknown:
-            raise ForgetkitError(f"{where}: unknown recipe key(s) {unknown}; known: {sorted(known)}")
+            raise ForgetkitError(f"{where}: unknown recipe key(s) {shown(unknown)}; known: {sorted(known)}")
         changes = dict(values)
         if "steps" in changes:
             changes.setdefault("epochs", None)
@@ -177,7 +177,7 @@ class Hardware:
 
     def __post_init__(self) -> None:
         if self.device not in ("cuda", "cpu"):
-            raise ForgetkitError(f"hardware device {self.device!r} unknown; use cuda or cpu")
+            raise ForgetkitError(f"hardware device {shown(self.device)} unknown; use cuda or cpu")
         if self.devices < 1 or self.per_device_batch_size < 1:
             raise ForgetkitError(
                 f"hardware needs at least 1 device and a per-device batch of at least 1, got devices {self.devices}, "

@@ -21,8 +21,10 @@ from typing import Any
 
 import jinja2
 import yaml
+from pydantic import ConfigDict
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.knobs import Count, Text
 from forgetkit.models import ModelSpec
 from forgetkit.recipes import Hardware, Recipe
 from forgetkit.resources import bundled
@@ -43,11 +45,13 @@ class DataSpec:
     mixing (`forgetkit.mixing`).
     """
 
-    dataset_dir: str = "data"
-    train: tuple[str, ...] = ("imagenet_vqa_train",)
-    cutoff_len: int = 16384
-    image_max_pixels: int = 262144
-    mix_probs: tuple[str, ...] = ()
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    dataset_dir: Text = "data"
+    train: tuple[Text, ...] = ("imagenet_vqa_train",)
+    cutoff_len: Count = 16384
+    image_max_pixels: Count = 262144
+    mix_probs: tuple[Text, ...] = ()
 
     def __post_init__(self) -> None:
         if self.mix_probs and len(self.mix_probs) != len(self.train):

@@ -37,6 +37,7 @@ from forgetkit import atomic, plots
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.recipes import Method, Part, Recipe, Scheduler
+from forgetkit.yamlfile import load_yaml
 
 if TYPE_CHECKING:
     from forgetkit.study import Study
@@ -302,9 +303,9 @@ def _spec(run: RunDir) -> dict:
     if not path.is_file():
         return {}
     try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ForgetkitError(f"{path} is not valid YAML ({err}); restore the spec the run was launched with") from None
+        spec = load_yaml(path)
+    except ForgetkitError as err:
+        raise ForgetkitError(f"{err}; restore the spec the run was launched with") from None
     return spec if isinstance(spec, dict) else {}
 
 

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 
 from forgetkit import atomic
 from forgetkit.built_data import VLMEVAL, data_identity
-from forgetkit.digests import tree_digest
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import ModelSpec
+from forgetkit.models import ModelSpec, model_identity
 from forgetkit.recipes import Recipe
 from forgetkit.render import LF_DEFAULTS, DataSpec, render_export, render_predict, render_train
 from forgetkit.rundir import ZERO_SHOT, RunDir, config_hash
@@ -56,8 +55,8 @@ def identity(config: str, *upstream: str) -> str:
 
 
 def base_identity(model: ModelSpec) -> str:
-    """The study's base model: a local folder by its files' contents, a hub id as named."""
-    return tree_digest(Path(model.path)) if Path(model.path).is_dir() else model.path
+    """The study's base model: a local folder by its files' contents, a cached hub id by its snapshot's commit."""
+    return model_identity(model.path)
 
 
 def train_step(

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from pydantic import ConfigDict
 
 from forgetkit import atomic
 from forgetkit.built_data import check_built
 from forgetkit.continual import Continual, continual_steps, layout, parse_continual
 from forgetkit.doctor import require as require_environment
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import ModelSpec, resolve_model
+from forgetkit.knobs import Count, Flag, Size, Text, checked, shown
+from forgetkit.models import ModelSpec, local_model_dir, resolve_model
 from forgetkit.presets import get_preset
 from forgetkit.recipes import CPU, Hardware, Method, Recipe
 from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, DataSpec
@@ -28,7 +29,9 @@ from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_che
 from forgetkit.scoring import score_run
 from forgetkit.steps import VLMEVAL, Step, base_identity, eval_steps, run_stage, train_step
 from forgetkit.train_config import mixing, resolve_recipe
+from forgetkit.yamlfile import load_yaml
 
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 RECIPE_DATA_KEYS = ("train", "mix_ratio")
 """Keys of a spec's recipe that pick its own training data, so one study holds Fig. 4's arms and ratios."""
 SPEC_KEYS = {
@@ -55,35 +58,37 @@ QUADRANTS = ("ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I")
 class EvalSpec:
     """Eval datasets, grouped by quadrant where the spec says (`quadrants: {ID^T-ID^I: [...], ...}`)."""
 
-    datasets: tuple[str, ...] = ()
-    quadrants: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    batch_size: int = 8
-    max_new_tokens: int = 16
-    probe: str | None = None
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    datasets: tuple[Text, ...] = ()
+    quadrants: dict[str, tuple[Text, ...]] = field(default_factory=dict)
+    batch_size: Count = 8
+    max_new_tokens: Count = 16
+    probe: Text | None = None
     """A held-out non-MCQ dataset (e.g. captions): every checkpoint's drift from the base is measured on it."""
-    backend: str = "auto"
+    backend: Text = "auto"
     """Generation engine: `huggingface` (LF prediction via `llamafactory-cli`), `vllm` (LF's vLLM engine), or
     `auto`: vLLM when it is installed and the study runs on cuda."""
-    scoring: str = "generate"
+    scoring: Text = "generate"
     """`generate` (LF prediction, the paper's way) or `logits` (one forward pass over the option letters)."""
-    decoding: str = GREEDY
+    decoding: Text = GREEDY
     """`greedy`, or `lf-defaults`: no generation keys, so LF's own defaults apply (sampling at temperature 0.95,
     top_p 0.7, 1024 new tokens; `max_new_tokens` is not used), seeded by the study's seed. The authors' eval
     configs set no generation keys, so their numbers come from `lf-defaults`."""
-    vlmeval_min_pixels: int | None = None
-    vlmeval_max_pixels: int | None = None
+    vlmeval_min_pixels: Count | None = None
+    vlmeval_max_pixels: Count | None = None
     """Image area limits of the `vlmeval:` benchmarks; None: VLMEvalKit's own for the model (its config entry:
     Qwen2.5-VL 1280x28x28 to 16384x28x28, which gave the paper's zero-shot MMMU and VMCBench; none for LLaVA)."""
-    lmudata: str = "lmudata"
+    lmudata: Text = "lmudata"
     """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "huggingface", "vllm"):
-            raise ForgetkitError(f"backend {self.backend!r} unknown; use auto, huggingface or vllm")
+            raise ForgetkitError(f"backend {shown(self.backend)} unknown; use auto, huggingface or vllm")
         if self.scoring not in ("generate", "logits"):
-            raise ForgetkitError(f"scoring {self.scoring!r} unknown; use generate or logits")
+            raise ForgetkitError(f"scoring {shown(self.scoring)} unknown; use generate or logits")
         if self.decoding not in DECODINGS:
-            raise ForgetkitError(f"decoding {self.decoding!r} unknown; use {' or '.join(DECODINGS)}")
+            raise ForgetkitError(f"decoding {shown(self.decoding)} unknown; use {' or '.join(DECODINGS)}")
         if self.decoding == LF_DEFAULTS and (self.scoring == "logits" or self.backend == "vllm"):
             raise ForgetkitError(
                 "decoding lf-defaults samples through LF's own prediction; use scoring: generate and "
@@ -91,7 +96,7 @@ class EvalSpec:
             )
         unknown = sorted(set(self.quadrants) - set(QUADRANTS))
         if unknown:
-            raise ForgetkitError(f"unknown quadrant(s) {unknown} in quadrants; use {', '.join(QUADRANTS)}")
+            raise ForgetkitError(f"unknown quadrant(s) {shown(unknown)} in quadrants; use {', '.join(QUADRANTS)}")
 
     @property
     def lf_datasets(self) -> tuple[str, ...]:
@@ -135,39 +140,36 @@ class Study:
 def load_study(path: Path) -> Study:
     if not path.is_file():
         raise ForgetkitError(f"study spec {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ForgetkitError(f"{path} is not valid YAML: {err}") from None
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ForgetkitError(f"{path}: a study spec is a YAML mapping with keys {sorted(SPEC_KEYS)}")
-    unknown = sorted(set(raw) - SPEC_KEYS)
+    unknown = sorted(map(str, set(raw) - SPEC_KEYS))
     if unknown:
-        raise ForgetkitError(f"{path}: unknown key(s) {unknown}; known: {sorted(SPEC_KEYS)}")
+        raise ForgetkitError(f"{path}: unknown key(s) {shown(unknown)}; known: {sorted(SPEC_KEYS)}")
     for required in ("name", "model", "data"):
         if required not in raw:
             raise ForgetkitError(f"{path}: missing required key {required!r}")
     if "recipes" not in raw and "continual" not in raw:
         raise ForgetkitError(f"{path}: nothing to train; give recipes, continual, or both")
-    name = str(raw["name"])
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ForgetkitError(f"{path}: name {name!r} must be letters, digits, '.', '_' or '-'")
-    data = _dataclass_from(DataSpec, raw["data"], f"{path}: data")
-    data = DataSpec(
-        dataset_dir=str((path.parent / data.dataset_dir).resolve()),
-        train=tuple([data.train] if isinstance(data.train, str) else data.train),
-        mix_probs=tuple(str(p) for p in data.mix_probs),
-        cutoff_len=data.cutoff_len,
-        image_max_pixels=data.image_max_pixels,
-    )
+    name = checked(Text, raw["name"], f"{path}: name")
+    _check_name(name, f"{path}: name")
+    data_raw = dict(_mapping(raw["data"], f"{path}: data"))
+    if "train" in data_raw:
+        data_raw["train"] = _names(data_raw["train"], f"{path}: data.train")
+    if isinstance(data_raw.get("mix_probs"), list):
+        data_raw["mix_probs"] = [str(p) for p in data_raw["mix_probs"]]
+    data = _dataclass_from(DataSpec, data_raw, f"{path}: data")
+    data = dataclasses.replace(data, dataset_dir=str((path.parent / data.dataset_dir).resolve()))
     eval_raw = raw.get("eval") or {}
     if isinstance(eval_raw, dict):
         eval_raw = dict(eval_raw)
+        if eval_raw.get("probe") is not None:
+            eval_raw["probe"] = _names(eval_raw["probe"], f"{path}: eval.probe")[0]
         eval_raw["datasets"] = _names(eval_raw.get("datasets", ()), f"{path}: eval.datasets")
         quadrants = eval_raw.get("quadrants", {})
         if not isinstance(quadrants, dict):
             raise ForgetkitError(f"{path}: eval.quadrants maps quadrant names ({', '.join(QUADRANTS)}) to datasets")
-        eval_raw["quadrants"] = {str(q): _names(v, f"{path}: eval.quadrants.{q}") for q, v in quadrants.items()}
+        eval_raw["quadrants"] = {str(q): _names(v, f"{path}: eval.quadrants.{shown(q)}") for q, v in quadrants.items()}
     eval_spec = _dataclass_from(EvalSpec, eval_raw, f"{path}: eval")
     raw_recipes = raw.get("recipes", {})
     if not isinstance(raw_recipes, dict) or ("recipes" in raw and not raw_recipes):
@@ -178,7 +180,7 @@ def load_study(path: Path) -> Study:
     for recipe_name, values in raw_recipes.items():
         _check_name(recipe_name, f"{path}: recipe name")
         where = f"{path}: recipes.{recipe_name}"
-        if not isinstance(values or {}, dict):
+        if not isinstance(values, dict | None):
             raise ForgetkitError(f"{where} must be a mapping of recipe settings")
         settings = dict(values or {})
         own = {key: settings.pop(key) for key in RECIPE_DATA_KEYS if key in settings}
@@ -191,14 +193,19 @@ def load_study(path: Path) -> Study:
         continual = parse_continual(raw["continual"], f"{path}: continual", _recipe)
         for sequence in continual.sequences:
             _check_name(sequence, f"{path}: continual sequence name")
+        for index, dataset in enumerate(continual.test_sets):
+            _check_name(dataset, f"{path}: continual.tasks[{index}] makes the dataset name")
+        for sequence in continual.sequences.values():
+            for index in range(len(continual.tasks)):
+                _check_name(continual.train_set(index, sequence.replay), f"{path}: continual training set")
         clash = sorted(set(continual.sequences) & set(recipes))
         if clash:
             raise ForgetkitError(f"{path}: {clash} name both a recipe and a continual sequence; rename one")
     return Study(
         name=name,
-        model=_model_path(str(raw["model"]), path),
-        template=raw.get("template"),
-        seed=int(raw.get("seed", 42)),
+        model=_model_path(checked(Text, raw["model"], f"{path}: model"), path),
+        template=checked(Text | None, raw.get("template"), f"{path}: template"),
+        seed=checked(Size, raw.get("seed", 42), f"{path}: seed"),
         data=data,
         eval=eval_spec,
         hardware=_hardware(raw.get("hardware", "gpu"), path),
@@ -206,13 +213,15 @@ def load_study(path: Path) -> Study:
         spec_path=path,
         continual=continual,
         recipe_data=recipe_data,
-        trust_remote_code=_trust_remote_code(raw.get("trust_remote_code", False), path),
+        trust_remote_code=checked(Flag, raw.get("trust_remote_code", False), f"{path}: trust_remote_code"),
     )
 
 
 def _recipe_data(data: DataSpec, train: tuple[str, ...], ratio: Any, settings: dict, where: str) -> DataSpec:
     """A recipe's own training data: its datasets, mixed by its `mix_ratio` (one number for every dataset after
     the first, or one each) or its preset's (Fig. 4's 0.5)."""
+    if ratio is not None and len(train) < 2:
+        raise ForgetkitError(f"{where}.mix_ratio mixes the datasets after the first; give train: two or more datasets")
     ratios = tuple(str(r) for r in ratio) if isinstance(ratio, list) else (str(ratio),) * (len(train) - 1)
     preset = get_preset(str(settings["preset"])) if "preset" in settings else None
     try:
@@ -222,36 +231,29 @@ def _recipe_data(data: DataSpec, train: tuple[str, ...], ratio: Any, settings: d
     return dataclasses.replace(data, train=train, mix_probs=probs)
 
 
-def _trust_remote_code(value: Any, path: Path) -> bool:
-    if not isinstance(value, bool):
-        raise ForgetkitError(
-            f"{path}: trust_remote_code must be true or false (unquoted), not a {type(value).__name__}"
-        )
-    return value
-
-
 def _model_path(model: str, spec: Path) -> str:
     """A registry name or hub id as given; a relative path (`./model`, `../ckpt`) against the spec's folder."""
     return str((spec.parent / model).resolve()) if model.startswith(("./", "../")) else model
 
 
 def _check_name(name: Any, where: str) -> None:
-    """Recipe and sequence names become folder names in the run directory."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", str(name)):
-        raise ForgetkitError(f"{where} {name!r} must be letters, digits, '.', '_' or '-'")
+    """Study, recipe, sequence and dataset names become file and folder names in the run directory."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ForgetkitError(f"{where} {shown(name)} must be letters, digits, '.', '_' or '-'")
+
+
+def _mapping(values: Any, where: str) -> dict:
+    if not isinstance(values, dict):
+        raise ForgetkitError(f"{where} must be a mapping, got {shown(values)}")
+    return values
 
 
 def _dataclass_from(cls: type, values: Any, where: str) -> Any:
-    if not isinstance(values, dict):
-        raise ForgetkitError(f"{where} must be a mapping")
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(map(str, set(_mapping(values, where)) - known))
     if unknown:
-        raise ForgetkitError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-    try:
-        return cls(**values)
-    except (TypeError, ForgetkitError) as err:
-        raise ForgetkitError(f"{where}: {err}") from None
+        raise ForgetkitError(f"{where}: unknown key(s) {shown(unknown)}; known: {sorted(known)}")
+    return checked(cls, values, where)
 
 
 def _recipe(values: Any, where: str, datasets: tuple[str, ...]) -> Recipe:
@@ -268,18 +270,21 @@ def _recipe(values: Any, where: str, datasets: tuple[str, ...]) -> Recipe:
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
-    """A dataset name or a list of them."""
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise ForgetkitError(f"{where} must be a dataset name or a list of names")
-    return tuple(value)
+    """A dataset name or a list of them; each becomes a file name (`predictions/<checkpoint>/<name>.jsonl`)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, (list, tuple)) or not all(isinstance(v, str) for v in names):
+        raise ForgetkitError(f"{where} must be a dataset name or a list of names, got {shown(value)}")
+    for name in names:
+        _check_name(name.removeprefix(VLMEVAL), where)
+    return tuple(names)
 
 
 def _hardware(value: Any, path: Path) -> Hardware:
     if isinstance(value, str):
         if value not in HARDWARE_PRESETS:
-            raise ForgetkitError(f"{path}: hardware {value!r} unknown; use {sorted(HARDWARE_PRESETS)} or a mapping")
+            raise ForgetkitError(
+                f"{path}: hardware {shown(value)} unknown; use {sorted(HARDWARE_PRESETS)} or a mapping"
+            )
         return HARDWARE_PRESETS[value]
     return _dataclass_from(Hardware, value, f"{path}: hardware")
 
@@ -315,6 +320,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     if dry_run:
         return plan(study, run)
     check_data(study)
+    local_model_dir(resolve_model(study.model, study.template).path)  # a hub id is keyed by its cached commit
     if only is not None:
         with run.stage_lock(only):
             return _launch_one(study, run, plan(study, run), only)

@@ -3,10 +3,12 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
 from forgetkit.stages.export import adapter_is_nonzero, adapter_targets, merge_changed_weights, unchanged_by_merge
+from forgetkit.testing.hf_cache import place_in_hub_cache
 
 BASE = {
     "model.layers.0.self_attn.q_proj.weight": torch.ones(4, 4),
@@ -96,3 +98,16 @@ def test_an_incloras_projector_must_change_in_the_merge_too(tmp_path: Path) -> N
     ]
     plain = adapter(tmp_path / "lora", ["q_proj"], b=0.1)
     assert unchanged_by_merge(base, model(tmp_path / "q-again", q_changed), plain) == []
+
+
+def test_a_merge_onto_a_hub_id_base_is_checked_against_its_copy_in_the_hf_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IncLoRA's first task merges into the study's model, which the paper's specs name by hub id."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    place_in_hub_cache(model(tmp_path / "base", BASE), "org/base", tmp_path / "hub")
+    lora = adapter(tmp_path / "lora", ["q_proj"], b=0.1)
+    q_changed = BASE | {"model.layers.0.self_attn.q_proj.weight": torch.full((4, 4), 2.0)}
+    assert unchanged_by_merge("org/base", model(tmp_path / "merged", q_changed), lora) == []
+    assert unchanged_by_merge("org/base", model(tmp_path / "same", dict(BASE)), lora) == ["LoRA-targeted weights"]

@@ -117,7 +117,8 @@ def test_strict_stops_at_a_corrupt_image_by_name_and_writes_nothing(shapes: Path
 def test_a_class_folder_without_images_is_refused_by_name_not_offered_as_a_distractor(
     shapes: Path, tmp_path: Path
 ) -> None:
-    """As torchvision's ImageFolder, which the authors' ImageNet builder reads with: a folder of no image is no class."""
+    """As torchvision's ImageFolder, which the authors' ImageNet builder reads with: a folder of no image is
+    no class."""
     source = tmp_path / "source"
     shutil.copytree(shapes, source)
     (source / "val" / "n09999999").mkdir()
@@ -126,6 +127,7 @@ def test_a_class_folder_without_images_is_refused_by_name_not_offered_as_a_distr
     with pytest.raises(ForgetkitError, match=r"1 class folder\(s\) under .*val hold no images, e.g. 'n09999999'"):
         build(source, out)
     assert not out.exists()
+
 
 def test_folders_without_names_get_a_clear_error(shapes: Path, tmp_path: Path) -> None:
     with pytest.raises(ForgetkitError, match="no name in the ImageNet-1k synset list.*--class-names"):

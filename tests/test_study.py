@@ -39,7 +39,7 @@ def spec(tmp_path: Path, recipe: str) -> Path:
         ("recipes: {r: {lr: .nan}}", "recipes.r.lr: must be a positive finite number, got nan"),
         ("recipes: {}", "recipes must map recipe names"),
         ("recipes: {r: {}}\nextra: 1", "unknown key(s) ['extra']"),
-        ("recipes: {r: {}}\ntrust_remote_code: 'no'", "trust_remote_code must be true or false (unquoted), not a str"),
+        ("recipes: {r: {}}\ntrust_remote_code: 'no'", "trust_remote_code: must be true or false (unquoted), got 'no'"),
     ],
 )
 def test_bad_specs_name_what_is_wrong(tmp_path: Path, recipe: str, message: str) -> None:

@@ -14,8 +14,11 @@ import pytest
 from PIL import Image
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.rundir import RunDir
 from forgetkit.stages import vlmeval_eval
 from forgetkit.stages.vlmeval_eval import VMCBENCH_CATEGORIES, predictions_path, run_vlmeval
+from forgetkit.study import launch, load_study, plan
+from forgetkit.testing.hf_cache import place_in_hub_cache
 from forgetkit.testing.tiny_model import tiny_model_dir
 from forgetkit.testing.vlmeval_data import TINY_MMMU, TINY_VMCBENCH, write_mmmu_tsv, write_vmcbench_tsv
 from forgetkit.vlmeval_run import EMPTY_IS_MISSING
@@ -155,6 +158,37 @@ def test_stage_scores_tiny_mmmu_and_vmcbench_through_vlmevalkit(
         "class": "SeededVMCBench",
         "dataset": TINY_VMCBENCH,
     }
+
+
+@pytest.mark.slow
+def test_a_studys_vlmeval_stage_runs_a_model_named_by_hub_id_from_the_hf_cache(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The paper's studies name their model by hub id (`qwen2.5-vl-3b` is `Qwen/Qwen2.5-VL-3B-Instruct`); the
+    stage reads it from the HF cache, offline, as LLaMA-Factory's stages do."""
+    snapshot = place_in_hub_cache(model_dir, "forgetkit-test/tiny-qwen2.5-vl", tmp_path / "hf" / "hub")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset_info.json").write_text("{}")
+    write_mmmu_tsv(tmp_path / "data" / "lmudata", n_val=2)
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        "name: hub\nmodel: forgetkit-test/tiny-qwen2.5-vl\ntemplate: qwen2_vl\nhardware: cpu\n"
+        "data: {dataset_dir: data, train: []}\nrecipes: {lora: {method: lora, steps: 2, save_steps: 2}}\n"
+        f"eval: {{datasets: ['vlmeval:{TINY_MMMU}'], vlmeval_min_pixels: 64, vlmeval_max_pixels: 4096, "
+        "max_new_tokens: 4}\n"
+    )
+    run = RunDir(tmp_path / "run")
+
+    launch(load_study(spec), run.root, only="vlmeval zero-shot")
+
+    rows = read_items(run.predictions("zero-shot", f"vlmeval:{TINY_MMMU}"))
+    assert len(rows) == 2 and all(set(row) == {"predict", "label", "correct"} for row in rows)
+    config = json.loads(run.config("vlmeval zero-shot").with_suffix(".json").read_text())
+    assert config["model"]["forgetkit"]["model_path"] == str(snapshot)
+    assert {step.name: step.done for step in plan(load_study(spec), run)}["vlmeval zero-shot"]
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets_builders import BuildOptions
+from datasets_builders.output import export_rows
 from forgetkit import atomic
-from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry, merge_dataset_info, write_lf_rows
+from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
 from forgetkit.testing.synthetic import BACKGROUNDS, class_names, draw
 
 CAPTION_PROMPTS = (
@@ -30,8 +32,8 @@ def caption(name: str, background: str) -> str:
 def write_caption_set(
     dataset_dir: Path, name: str = "shape_captions", per_class: int = 1, size: int = 64, seed: int = 0
 ) -> Path:
-    """`dataset_dir/<name>.json` (LF sharegpt rows), its images in `dataset_dir/<name>/`, and its
-    `dataset_info.json` entry (other entries kept); returns the JSON file.
+    """`dataset_dir/<name>.json` (LF sharegpt rows), its images in `dataset_dir/<name>/`, its
+    `dataset_info.json` entry (other entries kept) and its manifest, as a build leaves them; returns the JSON file.
 
     Every training class is drawn `per_class` times on each background, asked one of `CAPTION_PROMPTS` in turn.
     """
@@ -49,7 +51,5 @@ def write_caption_set(
                     {"role": "assistant", "content": caption(class_name, background)},
                 ]
                 rows.append({"messages": messages, "images": [image]})
-    path = dataset_dir / f"{name}.json"
-    write_lf_rows(rows, path)
-    merge_dataset_info(dataset_dir, name, lf_dataset_entry(path.name))
-    return path
+    export_rows(rows, name, BuildOptions(None, dataset_dir, tsv=False), lf_dataset_entry(f"{name}.json"))
+    return dataset_dir / f"{name}.json"
