@@ -11,8 +11,10 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -20,10 +22,10 @@ from matplotlib.lines import Line2D
 from forgetkit import atomic
 from forgetkit.study import QUADRANTS
 
-Point = tuple[float, Mapping[str, float]]
-"""(ID accuracy %, {quadrant: mean accuracy %}) of one checkpoint."""
 Bar = tuple[float, float, float]
 """(value %, interval low %, interval high %)."""
+Point = tuple[Bar, Mapping[str, Bar]]
+"""(ID accuracy %, {quadrant: mean accuracy %}) of one checkpoint, each with its 95 % interval."""
 ProbePoint = tuple[float, float, Mapping[str, Bar]]
 """(KL in nats, answer-token mass shift in pp, {quadrant: Δ vs zero-shot in pp with its interval}) of one
 checkpoint."""
@@ -31,6 +33,10 @@ MixPoint = tuple[float, float, float | None]
 """(mixing ratio, ID accuracy, OOD^T-ID^I accuracy or None) of one data-hybrid recipe."""
 
 LEGEND_COLUMNS = 4
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p")
+ZERO_SHOT_LABEL = "zero-shot"
+REFERENCE = {"color": "gray", "linewidth": 0.8, "linestyle": "--", "gid": ZERO_SHOT_LABEL}
+"""Fig. 2's lines through the zero-shot point."""
 CLASSLABEL_BARS = ("accuracy", "accuracy with class-label distractor", "mischoice on class name")
 """Fig. 3's bars per model state: ImageWikiQA accuracy, the same on the class-label variant, and how often the
 class-name option was picked there."""
@@ -44,38 +50,66 @@ def quadrant_title(quadrant: str) -> str:
 def forgetting_curves(
     path: Path, curves: Mapping[str, Sequence[Point]], zero_shot: Point | None, id_label: str
 ) -> None:
+    """Fig. 2 (`fig2`) as a PNG."""
+    _save(fig2(curves, zero_shot, id_label), path)
+
+
+def fig2(curves: Mapping[str, Sequence[Point]], zero_shot: Point | None, id_label: str) -> Figure:
     """Fig. 2: one panel per quadrant laid out as the paper's 2x2 matrix (rows: text, columns: image); x is
     the fine-tuned task's accuracy, y the quadrant's mean; one curve per recipe through its checkpoints in
-    step order, starting from the zero-shot model, which is marked with a black star. One legend below the
-    panels serves all four, however many recipes there are."""
+    step order, starting from the zero-shot model (a black star). Every point carries its 95 % intervals as
+    error bars on both axes; dashed lines through the zero-shot point (gid `zero-shot`) show where a checkpoint
+    gained or lost on either axis. Recipes differ in colour and marker, so they stay apart in grey print and
+    where curves cross. One legend below the panels serves all four, however many recipes there are."""
     legend_rows = math.ceil((len(curves) + 1) / LEGEND_COLUMNS)
     height = 8.5 + 0.25 * legend_rows
     figure = Figure(figsize=(10, height))
     bottom = (0.6 + 0.25 * legend_rows) / height
     figure.subplots_adjust(left=0.07, right=0.98, bottom=bottom, top=1 - 0.4 / height, wspace=0.2, hspace=0.3)
     axes = figure.subplots(2, 2)
-    colors = dict(zip(curves, _colors(len(curves))))
+    styles = dict(zip(curves, zip(_colors(len(curves)), _markers(len(curves)))))
     start = [zero_shot] if zero_shot else []
     for quadrant, ax in zip(QUADRANTS, axes.flat):
         ax.set_title(quadrant_title(quadrant))
         ax.set_xlabel(f"{id_label} accuracy (%)")
         ax.set_ylabel("quadrant accuracy (%)")
         ax.grid(alpha=0.3)
+        if zero_shot:
+            ax.axvline(zero_shot[0][0], **REFERENCE)
+            if quadrant in zero_shot[1]:
+                ax.axhline(zero_shot[1][quadrant][0], **REFERENCE)
         drawn = False
         for recipe, points in curves.items():
-            xy = [(x, ys[quadrant]) for x, ys in [*start, *points] if quadrant in ys]
-            if xy:
-                ax.plot(*zip(*xy), marker="o", markersize=3, linewidth=1.2, color=colors[recipe])
-                drawn = True
+            color, marker = styles[recipe]
+            at = [(x, ys[quadrant]) for x, ys in points if quadrant in ys]
+            if not at:
+                continue
+            line = [(x[0], ys[quadrant][0]) for x, ys in [*start, *points] if quadrant in ys]
+            ax.plot(*zip(*line), linewidth=1.2, color=color)
+            _errorbars(ax, at, fmt=marker, markersize=5, color=color, label=recipe)
+            drawn = True
         if zero_shot and quadrant in zero_shot[1]:
-            ax.plot(zero_shot[0], zero_shot[1][quadrant], marker="*", markersize=14, color="black", zorder=3)
+            _errorbars(ax, [(zero_shot[0], zero_shot[1][quadrant])], fmt="*", markersize=14, color="black",
+                       label=ZERO_SHOT_LABEL, zorder=3)  # fmt: skip
         elif not drawn:
             ax.text(0.5, 0.5, "not evaluated", ha="center", va="center", transform=ax.transAxes, color="gray")
-    handles = [Line2D([], [], marker="o", markersize=3, color=color) for color in colors.values()]
+    handles = [Line2D([], [], marker=marker, markersize=5, color=color) for color, marker in styles.values()]
     handles += [Line2D([], [], marker="*", markersize=12, color="black", linestyle="none")] if zero_shot else []
-    labels = [*curves, *(["zero-shot"] if zero_shot else [])]
+    labels = [*curves, *([ZERO_SHOT_LABEL] if zero_shot else [])]
     figure.legend(handles, labels, loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
-    _save(figure, path)
+    return figure
+
+
+def _errorbars(ax: Axes, at: Sequence[tuple[Bar, Bar]], **style: Any) -> None:
+    """Points with their intervals as error bars on both axes."""
+    xs, ys = [x for x, _ in at], [y for _, y in at]
+    ax.errorbar([x[0] for x in xs], [y[0] for y in ys], xerr=_extent(xs), yerr=_extent(ys), linestyle="none",
+                elinewidth=0.8, capsize=2, **style)  # fmt: skip
+
+
+def _extent(bars: Sequence[Bar]) -> list[list[float]]:
+    """Matplotlib's error bar lengths (below, above) of intervals around their values."""
+    return [[value - low for value, low, _ in bars], [high - value for value, _, high in bars]]
 
 
 def mixing_curves(path: Path, series: Mapping[str, Sequence[MixPoint]], id_label: str) -> None:
@@ -111,8 +145,7 @@ def classlabel_bars(path: Path, groups: Mapping[str, Mapping[str, Bar]]) -> None
             continue
         xs = [g + (index - (len(CLASSLABEL_BARS) - 1) / 2) * width for g, _ in at]
         bars = [bar_values for _, bar_values in at]
-        errors = [[value - low for value, low, _ in bars], [high - value for value, _, high in bars]]
-        ax.bar(xs, [value for value, _, _ in bars], width, yerr=errors, capsize=3, color=color, label=bar)
+        ax.bar(xs, [value for value, _, _ in bars], width, yerr=_extent(bars), capsize=3, color=color, label=bar)
         for x, (value, _, high) in zip(xs, bars):
             ax.annotate(f"{value:.1f}", (x, high), textcoords="offset points", xytext=(0, 2), ha="center",
                         fontsize="x-small")  # fmt: skip
@@ -170,15 +203,21 @@ def drift_probe(path: Path, series: Mapping[str, Sequence[ProbePoint]], quadrant
                 at = [(point[measure], point[2][quadrant]) for point in points if quadrant in point[2]]
                 if not at:
                     continue
-                errors = [[value - low for _, (value, low, _) in at], [high - value for _, (value, _, high) in at]]
-                ys = [value for _, (value, _, _) in at]
-                ax.errorbar([x for x, _ in at], ys, yerr=errors, fmt="o", markersize=4, capsize=3, color=colors[name])
+                bars = [bar for _, bar in at]
+                ys = [value for value, _, _ in bars]
+                style = {"fmt": "o", "markersize": 4, "capsize": 3, "color": colors[name]}
+                ax.errorbar([x for x, _ in at], ys, yerr=_extent(bars), **style)
                 drawn = True
             if not drawn:
                 ax.text(0.5, 0.5, "not evaluated", ha="center", va="center", transform=ax.transAxes, color="gray")
     handles = [Line2D([], [], marker="o", markersize=4, color=colors[name], linestyle="none") for name in named]
     figure.legend(handles, named, loc="lower center", ncols=LEGEND_COLUMNS, fontsize="small", frameon=False)
     _save(figure, path)
+
+
+def _markers(count: int) -> list[str]:
+    """A marker per series in a fixed order (the star is zero-shot's)."""
+    return [MARKERS[index % len(MARKERS)] for index in range(count)]
 
 
 def _colors(count: int) -> list:

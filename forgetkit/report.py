@@ -2,12 +2,20 @@
 
 Numbers come from the prediction files item by item (`scoring.scored_items`), under the matcher `forgetkit
 score` recorded for each file in scores.json, so the report's accuracies are the score table's. Intervals are
-percentile bootstraps over items:
-- The mean of n items drawn with replacement depends only on how often each distinct credit value was drawn,
-  and those counts are multinomial. Replicates are drawn that way, one array op per quantity: the same
-  distribution as resampling n indices, in O(resamples x distinct values) rather than O(resamples x n).
+percentiles of replicates drawn over items:
 - A change (Δ) between two files that scored the same items (same count, same labels in order) resamples
-  the item pairs; otherwise the two accuracies are resampled independently.
+  the item pairs (Efron's percentile bootstrap). The mean of n items drawn with replacement depends only on
+  how often each distinct credit value was drawn, and those counts are multinomial. Replicates are drawn that
+  way, one array op per quantity: the same distribution as resampling n indices, in O(resamples x distinct
+  values) rather than O(resamples x n). Two identical files give exactly 0 [0, 0].
+- A single accuracy is drawn by the Bayesian bootstrap (Dirichlet weights on the items) with half an item of
+  prior credit 0 and half of credit 1. On right/wrong items that is the Beta(right + 1/2, wrong + 1/2)
+  posterior, whose percentiles are the Jeffreys interval (Brown, Cai & DasGupta 2001, one of the two they
+  recommend): where Efron's bootstrap collapses to [0, 0] at 0 % (every resample of all-wrong items is
+  all wrong), this one still bounds the accuracy from above by what n items can rule out, and away from 0 %
+  and 100 % it agrees with Efron's. Wilson's interval would do for one accuracy alone, but quadrant means,
+  unpaired changes and continual metrics need replicates, and these are.
+- A change between files of different items subtracts the two accuracies' replicates.
 - A quadrant's mean (PROTOCOL.md §2), a continual Average and backward transfer average their datasets'
   replicates, so all datasets are resampled jointly and each dataset's own interval uses the same draws.
 - A Δ is called forgetting only when its whole interval lies below zero.
@@ -71,6 +79,12 @@ PROBE_SUMMARY = ("kl", "answer_mass_base", "answer_mass_checkpoint", "answer_mas
 PROBE_MEASURES = ("kl_nats", "answer_mass_shift_pp")
 """The drift measures ranked against each OOD quadrant's Δ."""
 MIN_RANKED = 3
+REPLICATES = {"accuracy_replicates": "bayesian bootstrap, jeffreys prior", "change_replicates": "paired bootstrap"}
+"""How each kind of quantity is resampled (numbers.json's `bootstrap`; see the module doc)."""
+FORGOT, LEARNED, UNCHANGED = "forgot", "learned without forgetting", "changed nothing measurable"
+"""The verdicts report.md opens with, one per recipe (`_headlines`)."""
+JEFFREYS_PRIOR = 0.5
+"""Items of prior credit 0 and of credit 1 a single accuracy's replicates start from (the Jeffreys prior)."""
 
 
 @dataclass(frozen=True)
@@ -116,11 +130,13 @@ class Estimate:
 
     def interval(self) -> Interval:
         """The percentile interval, as np.quantile's default (linear) method computes it, without its per-call
-        overhead (a report computes thousands)."""
+        overhead (a report computes thousands), stretched to hold the estimate: at 0 % the Jeffreys lower
+        percentile lies just above 0, and Brown, Cai & DasGupta set it to 0 (likewise at 100 %)."""
         ordered = np.sort(self.replicates)
         positions = np.array([(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2]) * (ordered.size - 1)
         low, high = np.interp(positions, np.arange(ordered.size), ordered)
-        return Interval(*(round(float(x) * 100, 4) for x in (self.value, low, high)))
+        bounds = (self.value, min(low, self.value), max(high, self.value))
+        return Interval(*(round(float(x) * 100, 4) for x in bounds))
 
 
 def mean_of(estimates: Sequence[Estimate]) -> Estimate:
@@ -155,6 +171,16 @@ class Bootstrap:
             remaining -= count
         return (total + left * values[order[-1]]) / credit.size
 
+    def accuracy(self, name: str, credit: np.ndarray) -> np.ndarray:
+        """Replicates of an accuracy (credit in [0, 1]) by the Bayesian bootstrap with a Jeffreys prior (see the
+        module doc): Dirichlet weights on the distinct credit values, each weighted by how many items have it
+        plus half an item at 0 and at 1, drawn as normalised gammas, one array op over all resamples."""
+        values, counts = np.unique(np.concatenate([credit, [0.0, 1.0]]), return_counts=True)
+        shape = counts - np.isin(values, (0.0, 1.0)) * JEFFREYS_PRIOR
+        rng = np.random.default_rng([self.seed, zlib.crc32(name.encode("utf-8"))])
+        weights = rng.standard_gamma(shape, size=(self.resamples, values.size))
+        return weights @ values / weights.sum(axis=1)
+
 
 @dataclass(frozen=True)
 class Items:
@@ -185,7 +211,7 @@ class Stats:
         key = (checkpoint, dataset)
         if key not in self._accuracy:
             credit = self.items[key].credit
-            replicates = self.bootstrap.mean(f"accuracy|{checkpoint}|{dataset}", credit)
+            replicates = self.bootstrap.accuracy(f"accuracy|{checkpoint}|{dataset}", credit)
             self._accuracy[key] = Estimate(credit.sum() / credit.size, replicates)
         return self._accuracy[key]
 
@@ -268,7 +294,13 @@ def build_report(
     return {
         "name": spec.get("name", run.root.name),
         "model": spec.get("model"),
-        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": CONFIDENCE, "method": "percentile"},
+        "bootstrap": {
+            "resamples": resamples,
+            "seed": seed,
+            "confidence": CONFIDENCE,
+            "method": "percentile",
+            **REPLICATES,
+        },
         "id_dataset": id_dataset,
         "datasets": datasets,
         "quadrant_datasets": quadrants,
@@ -285,6 +317,7 @@ def build_report(
         "fig3": _fig3(stats, final, run, data_dir),
         "probe": probe_rows,
         "probe_spearman": _probe_spearman(probe_rows),
+        "headlines": _headlines(recipes, quadrant_rows),
     }
 
 
@@ -358,6 +391,30 @@ def _quadrants(stats: Stats, checkpoints: list[str], quadrants: Mapping[str, lis
                     **_change_fields(stats.quadrant_change(checkpoint, datasets) if compared else None),
                 }
             )
+    return rows
+
+
+def _headlines(recipes: Mapping[str, list[str]], quadrant_rows: list[dict]) -> list[dict]:
+    """Per recipe, what report.md opens with: the checkpoint to speak of, the verdict and every quadrant's change
+    vs zero-shot there. The checkpoint is the one of the recipe's largest loss called forgetting (a loss midway
+    through training counts even if later checkpoints recover), else its final one. The verdict is "forgot"
+    where a quadrant is flagged; else "learned without forgetting" where ID^T-ID^I's whole interval lies above
+    zero; else "changed nothing measurable". Quadrant means only: a run without eval.quadrants gets none."""
+    changes: dict[str, dict[str, dict]] = {}
+    for row in quadrant_rows:
+        if (interval := Interval.read(row, "change", "pp")) is not None:
+            cell = {"value": interval.value, "low": interval.low, "high": interval.high}
+            changes.setdefault(row["checkpoint"], {})[row["quadrant"]] = cell
+    rows = []
+    for recipe, checkpoints in recipes.items():
+        measured = [checkpoint for checkpoint in checkpoints if checkpoint in changes]
+        if not measured:
+            continue
+        flagged = [(c["value"], at) for at in measured for c in changes[at].values() if c["high"] < 0]
+        checkpoint = min(flagged, key=lambda loss: loss[0])[1] if flagged else measured[-1]
+        gain = changes[checkpoint].get(ID_QUADRANT)
+        verdict = FORGOT if flagged else LEARNED if gain and gain["low"] > 0 else UNCHANGED
+        rows.append({"recipe": recipe, "checkpoint": checkpoint, "verdict": verdict, "changes": changes[checkpoint]})
     return rows
 
 
@@ -587,7 +644,8 @@ def _fig3(stats: Stats, final: Mapping[str, str], run: RunDir, data_dir: Path | 
         if records := _classlabel_records(run, checkpoint, data_dir):
             path = stats.items[(checkpoint, CLASSLABEL_SET)].path
             credit = np.asarray(score_items(path, MISCHOICE, sidecar=records), dtype=float)
-            mischoice = Estimate(credit.sum() / credit.size, stats.bootstrap.mean(f"mischoice|{checkpoint}", credit))
+            replicates = stats.bootstrap.accuracy(f"mischoice|{checkpoint}", credit)
+            mischoice = Estimate(credit.sum() / credit.size, replicates)
             row |= mischoice.interval().fields("mischoice", "pct")
         rows.append(row)
     return rows
@@ -714,6 +772,8 @@ def summary(out_dir: Path) -> str:
     """Plain text for a terminal from a written report: Table 1, the changes called forgetting, Table 3."""
     numbers = read_json(Path(out_dir) / "numbers.json", dict, "write the report first (`forgetkit report RUN`)")
     parts = [f"{numbers['name']}: {Path(out_dir) / 'report.md'}"]
+    if numbers.get("headlines"):
+        parts.append("\n".join(f"{headline(row)}." for row in numbers["headlines"]))
     if numbers["table1"]:
         parts.append("Table 1 (final checkpoint per recipe)\n" + _text_table(*_table1_cells(numbers)))
     changes = numbers["changes"]
@@ -728,6 +788,11 @@ def summary(out_dir: Path) -> str:
     return "\n\n".join(parts)
 
 
+HEADLINE_RULE = (
+    "Each recipe at the checkpoint of its largest loss called forgetting (†), else at its final checkpoint; "
+    "changes of the quadrant means vs zero-shot with their 95 % intervals. Forgot: a quadrant's whole interval "
+    f"lies below zero; learned without forgetting: none does and {ID_QUADRANT}'s lies above zero."
+)
 LEGEND = (
     "Accuracies in %, changes (Δ) in percentage points, each with its 95 % bootstrap interval [low, high]. "
     "† forgetting: the whole interval lies below zero. ▼ a degradation over 3 pp (the paper's red). "
@@ -735,24 +800,34 @@ LEGEND = (
 )
 
 
-def _figures(numbers: dict, out: Path) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
-    id_dataset = numbers["id_dataset"]
-    accuracy = {(row["checkpoint"], row["dataset"]): row["accuracy_pct"] for row in numbers["accuracies"]}
-    quadrant: dict[str, dict[str, float]] = {}
+def fig2_points(numbers: Mapping[str, Any]) -> tuple[dict[str, list[plots.Point]], plots.Point | None]:
+    """Fig. 2's curves (per recipe, each checkpoint with an ID accuracy: it and its quadrant means, with their
+    intervals) and the zero-shot point, from `build_report`'s numbers; no curves without an ID dataset."""
+    accuracy = {(row["checkpoint"], row["dataset"]): _bar(row) for row in numbers["accuracies"]}
+    quadrant: dict[str, dict[str, plots.Bar]] = {}
     for row in numbers["quadrants"]:
-        quadrant.setdefault(row["checkpoint"], {})[row["quadrant"]] = row["accuracy_pct"]
+        quadrant.setdefault(row["checkpoint"], {})[row["quadrant"]] = _bar(row)
 
     def point(checkpoint: str) -> plots.Point | None:
-        x = accuracy.get((checkpoint, id_dataset))
+        x = accuracy.get((checkpoint, numbers["id_dataset"]))
         return None if x is None else (x, quadrant.get(checkpoint, {}))
 
     curves = {
         recipe: [p for checkpoint in checkpoints if (p := point(checkpoint))]
         for recipe, checkpoints in numbers["recipes"].items()
     }
-    if id_dataset and any(curves.values()):
-        plots.forgetting_curves(out / "fig2.png", curves, point(ZERO_SHOT), id_dataset)
+    return {recipe: points for recipe, points in curves.items() if points}, point(ZERO_SHOT)
+
+
+def _bar(row: Mapping[str, Any]) -> plots.Bar:
+    return row["accuracy_pct"], row["accuracy_ci_low_pct"], row["accuracy_ci_high_pct"]
+
+
+def _figures(numbers: dict, out: Path) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    id_dataset = numbers["id_dataset"]
+    if id_dataset and (fig2 := fig2_points(numbers))[0]:
+        plots.forgetting_curves(out / "fig2.png", *fig2, id_dataset)
         figures["fig2"] = "fig2.png"
     if numbers["fig4"]:
         series: dict[str, list[plots.MixPoint]] = {}
@@ -950,12 +1025,15 @@ def _cell(cell: dict | None, signed: bool = False) -> str:
 def _markdown(numbers: dict) -> str:
     figures = numbers["figures"]
     boot = numbers["bootstrap"]
-    parts = [
-        f"# {numbers['name']}" + (f" ({numbers['model']})" if numbers.get("model") else ""),
-        f"{LEGEND} Percentile bootstrap over items, {boot['resamples']} resamples, seed {boot['seed']}; a change "
-        "resamples item pairs when both files scored the same items (same count and labels in order). "
-        "Every number is also in numbers.json and the CSV files: " + ", ".join(numbers["csv"]) + ".",
-    ]
+    parts = [f"# {numbers['name']}" + (f" ({numbers['model']})" if numbers.get("model") else "")]
+    if numbers["headlines"]:
+        parts.append("\n".join(f"- {headline(row)}." for row in numbers["headlines"]) + f"\n\n{HEADLINE_RULE}")
+    parts.append(
+        f"{LEGEND} {boot['resamples']} resamples, seed {boot['seed']}. A change resamples item pairs (percentile "
+        "bootstrap) when both files scored the same items (same count and labels in order); a single accuracy's "
+        "interval is the Bayesian bootstrap's with a Jeffreys prior, which does not collapse at 0 % or 100 %. "
+        "Every number is also in numbers.json and the CSV files: " + ", ".join(numbers["csv"]) + "."
+    )
     if numbers["table1"]:
         parts.append(
             f"## Table 1: final accuracy on {numbers['id_dataset']} and change vs zero-shot\n\n"
@@ -1039,6 +1117,34 @@ def _markdown(numbers: dict) -> str:
             rows = [[f"after {task}", *map(_cell, row)] for task, row in zip(sequence["tasks"], sequence["matrix"])]
             parts.append(f"### {name}\n\n{_md_table(header, rows)}\n\n![{name}]({figures['continual'][name]})")
     return "\n\n".join(parts) + "\n"
+
+
+def headline(row: Mapping[str, Any]) -> str:
+    """One `_headlines` row as the sentence report.md and the terminal summary open with, its numbers included."""
+    recipe, changes = row["recipe"], row["changes"]
+    step = row["checkpoint"].removeprefix(f"{recipe}/")
+    gain = changes.get(ID_QUADRANT)
+    if row["verdict"] == FORGOT:
+        losses = sorted((c["value"], quadrant) for quadrant, c in changes.items() if c["high"] < 0)
+        text = f"{recipe} forgot " + " and ".join(f"{q}: {_pp(changes[q])}" for _, q in losses) + f" at {step}"
+        if gain is None or gain["high"] < 0:
+            return text
+        if gain["low"] > 0:
+            return f"{text}, while gaining {_pp(gain)} on {ID_QUADRANT}"
+        return f"{text}, with no measurable gain on {ID_QUADRANT} ({_pp(gain)})"
+    others = {quadrant: c for quadrant, c in changes.items() if quadrant != ID_QUADRANT}
+    rest = "no quadrant's interval below zero at any checkpoint"
+    if others:
+        lowest = min(others, key=lambda quadrant: others[quadrant]["value"])
+        rest += f" (lowest: {lowest} {_pp(others[lowest])})"
+    if row["verdict"] == LEARNED:
+        return f"{recipe} learned without forgetting: {_pp(gain)} on {ID_QUADRANT} at {step}, {rest}"
+    moved = f"{ID_QUADRANT} {_pp(gain)}, " if gain else ""
+    return f"{recipe} changed nothing measurable: at {step} {moved}{rest}"
+
+
+def _pp(cell: Mapping[str, float]) -> str:
+    return f"{cell['value']:+.1f} pp [{cell['low']:+.1f}, {cell['high']:+.1f}]"
 
 
 def _probe_markdown(numbers: dict) -> str:

@@ -5,15 +5,33 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from forgetkit.plots import classlabel_bars, continual_heatmap, drift_probe, forgetting_curves, quadrant_title
+from forgetkit.plots import (
+    ZERO_SHOT_LABEL,
+    classlabel_bars,
+    continual_heatmap,
+    drift_probe,
+    fig2,
+    forgetting_curves,
+    quadrant_title,
+)
+from forgetkit.study import QUADRANTS
 
-ZERO_SHOT = (80.11, {"ID^T-ID^I": 77.7, "ID^T-OOD^I": 86.8, "OOD^T-ID^I": 53.35, "OOD^T-OOD^I": 61.82})
+
+def bar(value: float, half: float = 2.0) -> tuple[float, float, float]:
+    return value, value - half, value + half
+
+
+def quadrants(*means: float) -> dict[str, tuple[float, float, float]]:
+    return {quadrant: bar(mean) for quadrant, mean in zip(QUADRANTS, means)}
+
+
+ZERO_SHOT = (bar(80.11, 1.0), quadrants(77.7, 86.8, 53.35, 61.82))
 CURVES = {
     "llm-full-1e-5": [
-        (88.0, {"ID^T-ID^I": 85.0, "ID^T-OOD^I": 86.0, "OOD^T-ID^I": 45.0, "OOD^T-OOD^I": 40.0}),
-        (91.56, {"ID^T-ID^I": 89.0, "ID^T-OOD^I": 85.0, "OOD^T-ID^I": 36.79, "OOD^T-OOD^I": 28.18}),
+        (bar(88.0), quadrants(85.0, 86.0, 45.0, 40.0)),
+        (bar(91.56), quadrants(89.0, 85.0, 36.79, 28.18)),
     ],
-    "llm-full-1e-6": [(91.37, {"ID^T-ID^I": 89.0, "ID^T-OOD^I": 87.87, "OOD^T-ID^I": 54.41, "OOD^T-OOD^I": 60.31})],
+    "llm-full-1e-6": [(bar(91.37), quadrants(89.0, 87.87, 54.41, 60.31))],
 }
 
 
@@ -33,9 +51,43 @@ def test_fig2_draws_four_panels_and_the_same_numbers_give_the_same_bytes(tmp_pat
 
 
 def test_fig2_with_quadrants_not_evaluated_and_no_zero_shot(tmp_path: Path) -> None:
-    partial = {"r": [(50.0, {"ID^T-ID^I": 48.0}), (60.0, {"ID^T-ID^I": 58.0})]}
+    partial = {"r": [(bar(50.0), {"ID^T-ID^I": bar(48.0)}), (bar(60.0), {"ID^T-ID^I": bar(58.0)})]}
     forgetting_curves(tmp_path / "fig2.png", partial, None, "imagenet_vqa_val")
     assert pixels(tmp_path / "fig2.png").shape == (1050, 1200, 3), "empty panels keep the 2x2 layout"
+
+
+def test_fig2_is_the_papers_with_zero_shot_lines_intervals_on_both_axes_and_a_style_per_recipe() -> None:
+    """The figure's artists, not its pixels: per panel (the paper's 2x2 matrix, x the fine-tuned task), a curve per
+    recipe from zero-shot through its checkpoints, every point with its x and y interval, dashed lines through
+    zero-shot on both axes, and each recipe its own colour and marker."""
+    figure = fig2(CURVES, ZERO_SHOT, "imagenet_vqa_val")
+    assert [ax.get_title() for ax in figure.axes] == [quadrant_title(quadrant) for quadrant in QUADRANTS]
+    styles = {}
+    for quadrant, ax in zip(QUADRANTS, figure.axes):
+        assert ax.get_xlabel() == "imagenet_vqa_val accuracy (%)"
+        references = [line for line in ax.get_lines() if line.get_gid() == ZERO_SHOT_LABEL]
+        assert sorted((tuple(line.get_xdata()), tuple(line.get_ydata())) for line in references) == sorted(
+            [((80.11, 80.11), (0, 1)), ((0, 1), (ZERO_SHOT[1][quadrant][0],) * 2)]
+        ), "a vertical line at zero-shot's ID accuracy, a horizontal one at its accuracy on the quadrant"
+        curves = [line for line in ax.get_lines() if line.get_gid() is None and line.get_marker() == "None"]
+        assert [len(line.get_xdata()) for line in curves] == [3, 2], "from zero-shot through each checkpoint"
+        assert {(line.get_xdata()[0], line.get_ydata()[0]) for line in curves} == {(80.11, ZERO_SHOT[1][quadrant][0])}
+        bars = {container.get_label(): container for container in ax.containers}
+        assert set(bars) == {*CURVES, ZERO_SHOT_LABEL}
+        for label, points in [*CURVES.items(), (ZERO_SHOT_LABEL, [ZERO_SHOT])]:
+            marker_line, _, (xbars, ybars) = bars[label]
+            at = [(x, ys[quadrant]) for x, ys in points]
+            assert list(zip(marker_line.get_xdata(), marker_line.get_ydata())) == [(x[0], y[0]) for x, y in at]
+            x_extents = [((x[1], y[0]), (x[2], y[0])) for x, y in at]
+            y_extents = [((x[0], y[1]), (x[0], y[2])) for x, y in at]
+            assert np.allclose(xbars.get_segments(), x_extents) and np.allclose(ybars.get_segments(), y_extents)
+            styles.setdefault(label, set()).add((marker_line.get_color(), marker_line.get_marker()))
+    assert all(len(seen) == 1 for seen in styles.values()), "a recipe looks the same in every panel"
+    looks = [next(iter(seen)) for seen in styles.values()]
+    assert len({color for color, _ in looks}) == len({marker for _, marker in looks}) == len(looks) == 3
+    legend = figure.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == [*CURVES, ZERO_SHOT_LABEL]
+    assert [handle.get_marker() for handle in legend.legend_handles] == [marker for _, marker in looks]
 
 
 def test_fig3_bars_take_any_subset_of_the_three_measures(tmp_path: Path) -> None:

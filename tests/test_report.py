@@ -1,18 +1,30 @@
 """The run report: bootstrap intervals, forgetting calls, the paper's tables and the files written."""
 
 import json
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import stats as scipy_stats
 from test_cli import run_main
 
 from forgetkit import atomic
 from forgetkit.continual import stage_label
 from forgetkit.errors import ForgetkitError
-from forgetkit.report import Bootstrap, build_report, continual_metrics, summary, write_merged_table2, write_report
+from forgetkit.report import (
+    Bootstrap,
+    Estimate,
+    build_report,
+    continual_metrics,
+    fig2_points,
+    headline,
+    summary,
+    write_merged_table2,
+    write_report,
+)
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.scoring import score_run
 from forgetkit.study import load_study, prepare
@@ -109,6 +121,43 @@ def test_the_bootstrap_draws_what_resampling_item_indices_draws(credit: list[flo
     assert np.quantile(drawn, quantiles) == pytest.approx(np.quantile(by_index, quantiles), abs=0.011)
     assert drawn.std() == pytest.approx(by_index.std(), rel=0.05)
     assert np.array_equal(drawn, Bootstrap(resamples=20000, seed=3).mean("x", credit)), "seeded"
+
+
+def test_intervals_agree_with_scipy_bootstrap_and_a_single_accuracy_at_0_or_100_percent_does_not_collapse() -> None:
+    """A paired change is Efron's percentile bootstrap: scipy.stats.bootstrap with as many resamples agrees within
+    Monte Carlo error (the two draw different random streams). A single accuracy is the Bayesian bootstrap with a
+    Jeffreys prior: its percentiles are the Jeffreys interval (scipy's Beta quantiles), agree with Efron's away from
+    the bounds, and still bound an accuracy of 0 % or 100 %, where Efron's collapses to one point."""
+    resamples = 20000
+    rng = np.random.default_rng(0)
+    before = (rng.random(300) < 0.6).astype(float)
+    after = np.where(rng.random(300) < 0.2, 1 - before, before)
+    change = Estimate(float((after - before).mean()), Bootstrap(resamples, seed=0).mean("Δ", after - before))
+    theirs = scipy_stats.bootstrap(
+        (after, before),
+        lambda a, b, axis: a.mean(axis=axis) - b.mean(axis=axis),
+        paired=True,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    ours = change.interval()
+    assert (ours.low, ours.high) == pytest.approx((100 * theirs.low, 100 * theirs.high), abs=0.3)
+
+    for right, total in [(0, 48), (48, 48), (3, 48), (220, 400)]:
+        credit = np.array([1.0] * right + [0.0] * (total - right))
+        interval = Estimate(right / total, Bootstrap(resamples, seed=0).accuracy("acc", credit)).interval()
+        jeffreys = scipy_stats.beta.ppf([0.025, 0.975], right + 0.5, total - right + 0.5) * 100
+        efron = scipy_stats.bootstrap(
+            (credit,), np.mean, n_resamples=resamples, method="percentile", rng=np.random.default_rng(0)
+        ).confidence_interval
+        if right in (0, total):
+            assert efron.low == efron.high == right / total, "Efron's bootstrap collapses at the bounds"
+            jeffreys[1 if right else 0] = interval.value  # the Jeffreys interval as Brown, Cai & DasGupta bound it
+            assert interval.high - interval.low > 4.5, "about 5 pp: what 48 items all wrong (right) cannot rule out"
+        assert [interval.low, interval.high] == pytest.approx(jeffreys, abs=0.3)
+        if total == 400:
+            assert (interval.low, interval.high) == pytest.approx((100 * efron.low, 100 * efron.high), abs=0.5)
 
 
 def test_a_quadrant_mean_resamples_its_datasets_jointly(tmp_path: Path) -> None:
@@ -631,3 +680,126 @@ def test_a_malformed_probe_is_a_one_line_error_naming_its_file(tmp_path: Path) -
     atomic.write_json(broken, {"kl": "high", "answer_mass_base": 0.1})
     with pytest.raises(ForgetkitError, match=r"checkpoint-10\.json is not a drift probe \(no finite number for kl, "):
         build_report(run)
+
+
+def copy_checkpoint(run: Path, source: str, checkpoint: str, replace: dict[str, list[dict]] | None = None) -> None:
+    """A checkpoint whose prediction files are `source`'s copied (the base itself, for the null control), with the
+    files named in `replace` rewritten; the run rescored as `forgetkit score` would."""
+    shutil.copytree(RunDir(run).predictions(source, "x").parent, RunDir(run).predictions(checkpoint, "x").parent)
+    for dataset, rows in (replace or {}).items():
+        atomic.write_jsonl(RunDir(run).predictions(checkpoint, dataset), rows)
+    score_run(RunDir(run))
+
+
+def test_the_base_itself_changes_nothing_and_a_checkpoint_worse_on_one_set_is_flagged_there_only(
+    tmp_path: Path,
+) -> None:
+    """The null control: a "checkpoint" that is the zero-shot model (its prediction files copied) gets exactly 0 on
+    every set and quadrant, intervals holding 0, no †. The converse: the same files with one set 30 pp worse are
+    flagged on that set and its quadrant, with the interval below 0, and nowhere else."""
+    run = two_recipe_run(tmp_path / "run")
+    copy_checkpoint(run, ZERO_SHOT, "null/checkpoint-0")
+    copy_checkpoint(run, ZERO_SHOT, "worse/checkpoint-0", {"imagewikiqa": answers(range(20), 100)})
+    out = write_report(run)
+    numbers = json.loads((out / "numbers.json").read_text())
+
+    null = [row for row in numbers["changes"] + numbers["quadrants"] if row["checkpoint"] == "null/checkpoint-0"]
+    assert len(null) == 5 + 4
+    for row in null:
+        assert (row["change_pp"], row["change_ci_low_pp"], row["change_ci_high_pp"]) == (0, 0, 0)
+        assert row["forgetting"] is False and row["paired"] is True
+    accuracies = {(row["checkpoint"], row["dataset"]): row["accuracy_pct"] for row in numbers["accuracies"]}
+    assert {d: a for (c, d), a in accuracies.items() if c == "null/checkpoint-0"} == {
+        d: a for (c, d), a in accuracies.items() if c == ZERO_SHOT
+    }
+    assert by(numbers["table1"], recipe="null")["all within 3 pp"]
+    verdicts = {row["recipe"]: row["verdict"] for row in numbers["headlines"]}
+    assert (verdicts["null"], verdicts["worse"]) == ("changed nothing measurable", "forgot")
+
+    worse = by(numbers["changes"], checkpoint="worse/checkpoint-0", dataset="imagewikiqa")
+    assert worse["change_pp"] == -30.0 and worse["change_ci_high_pp"] < 0 and worse["forgetting"]
+    quadrant = by(numbers["quadrants"], checkpoint="worse/checkpoint-0", quadrant="OOD^T-ID^I")
+    assert quadrant["change_ci_high_pp"] < 0 and quadrant["forgetting"]
+    rows = [row for row in numbers["changes"] + numbers["quadrants"] if row["checkpoint"].endswith("checkpoint-0")]
+    flagged = {(row["checkpoint"], row.get("dataset") or row["quadrant"]) for row in rows if row["forgetting"]}
+    assert flagged == {("worse/checkpoint-0", "imagewikiqa"), ("worse/checkpoint-0", "OOD^T-ID^I")}
+
+    markdown = (out / "report.md").read_text()
+    grid = markdown[markdown.index("## Change vs zero-shot per checkpoint") :]
+    assert "†" not in next(line for line in grid.splitlines() if line.startswith("| null/checkpoint-0 |"))
+    worse_line = next(line for line in grid.splitlines() if line.startswith("| worse/checkpoint-0 |"))
+    assert worse_line.count("†") == 1 and "| -30.00 [" in worse_line and "] † |" in worse_line
+
+
+def sets_of(imagenet: int, imagewikiqa: int, flowers: int = 60) -> dict:
+    """`two_recipe_run`'s five sets of 100 items, right on the first so many of each."""
+    right = {"imagenet_vqa_val": imagenet, "flowers": flowers, "imagewikiqa": imagewikiqa, "mmmu": 40, "vmcbench": 40}
+    return {dataset: answers(range(count), 100) for dataset, count in right.items()}
+
+
+def test_the_report_opens_with_one_sentence_per_recipe_backed_by_its_numbers(tmp_path: Path) -> None:
+    """Each verdict on a small run: "forgot" (at the checkpoint of the largest loss called forgetting, even one a
+    later checkpoint recovered from; with or without a gain on ID^T-ID^I), "learned without forgetting" and
+    "changed nothing measurable" (the base itself). Every number in a sentence is the quadrant table's."""
+    run = make_run(
+        tmp_path / "run",
+        {
+            ZERO_SHOT: sets_of(60, 50),
+            "dip/checkpoint-10": sets_of(80, 20),  # -30 pp OOD^T-ID^I, then recovered
+            "dip/checkpoint-20": sets_of(90, 48),
+            "flat/checkpoint-20": sets_of(61, 50, flowers=30),  # ID^T-OOD^I lost, nothing gained
+            "lora/checkpoint-20": sets_of(85, 51),
+            "null/checkpoint-20": sets_of(60, 50),
+        },
+        quadrants=QUADRANTS,
+    )
+    out = write_report(run)
+    numbers = json.loads((out / "numbers.json").read_text())
+    verdicts = {row["recipe"]: (row["checkpoint"], row["verdict"]) for row in numbers["headlines"]}
+    assert verdicts == {
+        "dip": ("dip/checkpoint-10", "forgot"),
+        "flat": ("flat/checkpoint-20", "forgot"),
+        "lora": ("lora/checkpoint-20", "learned without forgetting"),
+        "null": ("null/checkpoint-20", "changed nothing measurable"),
+    }
+
+    def pp(checkpoint: str, quadrant: str) -> str:
+        row = by(numbers["quadrants"], checkpoint=checkpoint, quadrant=quadrant)
+        return f"{row['change_pp']:+.1f} pp [{row['change_ci_low_pp']:+.1f}, {row['change_ci_high_pp']:+.1f}]"
+
+    sentences = {row["recipe"]: headline(row) for row in numbers["headlines"]}
+    assert sentences["dip"] == (
+        f"dip forgot OOD^T-ID^I: {pp('dip/checkpoint-10', 'OOD^T-ID^I')} at checkpoint-10, "
+        f"while gaining {pp('dip/checkpoint-10', 'ID^T-ID^I')} on ID^T-ID^I"
+    )
+    assert pp("dip/checkpoint-10", "OOD^T-ID^I").startswith("-30.0 pp [")
+    assert sentences["flat"] == (
+        f"flat forgot ID^T-OOD^I: {pp('flat/checkpoint-20', 'ID^T-OOD^I')} at checkpoint-20, "
+        f"with no measurable gain on ID^T-ID^I ({pp('flat/checkpoint-20', 'ID^T-ID^I')})"
+    )
+    assert sentences["lora"] == (
+        f"lora learned without forgetting: {pp('lora/checkpoint-20', 'ID^T-ID^I')} on ID^T-ID^I at checkpoint-20, "
+        "no quadrant's interval below zero at any checkpoint (lowest: ID^T-OOD^I +0.0 pp [+0.0, +0.0])"
+    )
+    assert sentences["null"] == (
+        "null changed nothing measurable: at checkpoint-20 ID^T-ID^I +0.0 pp [+0.0, +0.0], "
+        "no quadrant's interval below zero at any checkpoint (lowest: ID^T-OOD^I +0.0 pp [+0.0, +0.0])"
+    )
+
+    markdown = (out / "report.md").read_text().splitlines()
+    assert markdown[2:6] == [f"- {sentences[recipe]}." for recipe in ("dip", "flat", "lora", "null")]
+    assert markdown[7].startswith("Each recipe at the checkpoint of its largest loss called forgetting")
+    assert summary(out).split("\n\n")[1].splitlines() == [f"{sentences[r]}." for r in ("dip", "flat", "lora", "null")]
+    assert build_report(make_run(tmp_path / "plain", {ZERO_SHOT: sets_of(60, 50)}))["headlines"] == []
+
+
+def test_fig2_plots_every_checkpoints_accuracies_with_their_intervals(tmp_path: Path) -> None:
+    numbers = build_report(two_recipe_run(tmp_path / "run"))
+    curves, zero_shot = fig2_points(numbers)
+    assert list(curves) == ["full", "lora"] and len(curves["full"]) == 2
+    accuracy = by(numbers["accuracies"], checkpoint="full/checkpoint-20", dataset="imagenet_vqa_val")
+    ood = by(numbers["quadrants"], checkpoint="full/checkpoint-20", quadrant="OOD^T-ID^I")
+    x, ys = curves["full"][1]
+    assert x == (90.0, accuracy["accuracy_ci_low_pct"], accuracy["accuracy_ci_high_pct"])
+    assert ys["OOD^T-ID^I"] == (30.0, ood["accuracy_ci_low_pct"], ood["accuracy_ci_high_pct"])
+    assert zero_shot is not None and zero_shot[0][0] == 60.0 and set(zero_shot[1]) == set(QUADRANTS)
