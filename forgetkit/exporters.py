@@ -99,10 +99,10 @@ def write_vlmeval_tsv(records: Iterable[MCQRecord], path: Path, resolve_image: C
                     f"record {record.id} has {len(record.options)} options, the TSV's columns were set "
                     f"for {n_options}; one TSV holds one option count"
                 )
-            if "" in (*record.options, record.class_label):
+            if "" in record.options:
                 raise ForgetkitError(
-                    f"record {record.id} has an empty option or class text; VLMEvalKit reads an empty TSV cell as "
-                    "no option, so give every class a name"
+                    f"record {record.id} has an empty option text; VLMEvalKit reads an empty TSV cell as no "
+                    "option, so give every option a text"
                 )
             image_b64 = base64.b64encode(Path(resolve_image(record)).read_bytes()).decode("ascii")
             writer.writerow([index, image_b64, record.question, *record.options, record.answer, record.class_label])

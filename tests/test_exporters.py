@@ -77,6 +77,6 @@ def test_vlmeval_tsv_has_the_mcq_columns_and_a_decodable_image(tmp_path: Path) -
 def test_vlmeval_tsv_refuses_an_empty_option_text_vlmevalkit_would_read_as_no_option(tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
     blank = MCQRecord("demo/blank", "cat.png", "Which cat?", ("tiger cat", "", "lynx", "ocelot"), "A", "tiger cat", "d")
-    with pytest.raises(ForgetkitError, match="record demo/blank has an empty option or class text"):
+    with pytest.raises(ForgetkitError, match="record demo/blank has an empty option text"):
         exporters.write_vlmeval_tsv([record("cat.png"), blank], tmp_path / "out.tsv", lambda r: tmp_path / r.image)
     assert not (tmp_path / "out.tsv").exists()
