@@ -74,8 +74,10 @@ RECIPE: dict[str, Any] = {
         "window_size": 112,
         "fullatt_block_indexes": [1],
     },
-    "min_pixels": 28 * 28 * 4,
-    "max_pixels": 64 * 64,
+    # Every image becomes 84x84: 9 image tokens. At 4 (64x64) the colours' states in the LLM were 0.9965
+    # cosine-alike, and a drawn colour was not learned in 100 LF steps; at 9 it was, at 100 %.
+    "min_pixels": 84 * 84,
+    "max_pixels": 84 * 84,
 }
 
 CLASS_WORDS = (
