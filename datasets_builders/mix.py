@@ -14,7 +14,6 @@ same HF function, so it equals what LF builds with `seed: <--seed>`.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 from decimal import Decimal, InvalidOperation
@@ -25,6 +24,7 @@ import numpy as np
 from datasets_builders.output import export_rows
 from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit import atomic
+from forgetkit.digests import sha256_file
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.mixing import lf_settings, mix_plan, number
@@ -185,7 +185,7 @@ def write_settings(
     mix_path = out / f"{mix_name}.mix.json"
     atomic.write_json(mix_path, settings)
     counts = component_counts(out, names)
-    digest = hashlib.sha256(mix_path.read_bytes()).hexdigest()
+    digest = sha256_file(mix_path)
     manifest = {
         "dataset": mix_name,
         "kind": "lf-mix",

@@ -15,6 +15,8 @@ from forgetkit.steps import Step
 from forgetkit.study import launch, load_study, plan
 
 DATASETS = ("train_set", "eval_set")
+RECIPE_R = ["train r", "predict r/checkpoint-2 eval_set", "predict r/checkpoint-4 eval_set"]
+"""Recipe r's training and the evals of its two checkpoints: what a change to r or its data redoes."""
 
 
 def study_spec(folder: Path, lr: str = "1.0e-4", continual: bool = False) -> Path:
@@ -60,22 +62,14 @@ def test_an_edited_recipe_redoes_its_training_and_every_eval_of_its_checkpoints(
     finished: RunDir, tmp_path: Path
 ) -> None:
     study_spec(tmp_path, lr="2.0e-4", continual=True)
-    assert todo(tmp_path / "study.yaml", finished) == [
-        "train r",
-        "predict r/checkpoint-2 eval_set",
-        "predict r/checkpoint-4 eval_set",
-    ]
+    assert todo(tmp_path / "study.yaml", finished) == RECIPE_R
 
 
 def test_a_rebuilt_training_set_redoes_what_trained_on_it_and_nothing_else(finished: RunDir, tmp_path: Path) -> None:
     built(tmp_path / "data", "unrelated")
     assert todo(tmp_path / "study.yaml", finished) == []
     built(tmp_path / "data", "train_set", answers="BA")
-    assert todo(tmp_path / "study.yaml", finished) == [
-        "train r",
-        "predict r/checkpoint-2 eval_set",
-        "predict r/checkpoint-4 eval_set",
-    ]
+    assert todo(tmp_path / "study.yaml", finished) == RECIPE_R
 
 
 def test_a_retrained_continual_task_redoes_every_stage_after_it(finished: RunDir, tmp_path: Path) -> None:
