@@ -16,9 +16,10 @@ from typer._click.exceptions import ClickException
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import Method, Part, Scheduler
 from forgetkit.render import DataSpec
+from forgetkit.stage_names import stage_kind, stage_name
 
 if TYPE_CHECKING:
-    from forgetkit.study import Study
+    from forgetkit.spec import Study
 
 app = typer.Typer(
     help=(
@@ -345,8 +346,9 @@ def launch(
     """
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run
+    from forgetkit.spec import load_study
     from forgetkit.steps import format_plan
-    from forgetkit.study import default_run_dir, load_study
+    from forgetkit.study import default_run_dir
     from forgetkit.study import launch as run_study
 
     if sbatch and backend is not Backend.slurm:
@@ -385,7 +387,7 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
         if jobs:
             first_of_kind: dict[str, slurm.Job] = {}
             for job in jobs:
-                first_of_kind.setdefault(job.stage.split(" ", 1)[0], job)
+                first_of_kind.setdefault(stage_kind(job.stage), job)
             typer.echo("\nJob scripts, the first of each kind of stage (the others differ only in their stage):")
             for job in first_of_kind.values():
                 typer.echo(f"\n# {job.script}\n{job.text}", nl=False)
@@ -400,7 +402,9 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
     for job in jobs:
         waits = f"  after {', '.join(ids[name] for name in job.after)}" if job.after else ""
         typer.echo(f"  {ids[job.stage]:>10}  {job.stage}{waits}")
-    unplanned = [name for name, recipe in study.recipes.items() if recipe.steps is None and f"train {name}" in ids]
+    unplanned = [
+        name for name, recipe in study.recipes.items() if recipe.steps is None and stage_name("train", name) in ids
+    ]
     later = f", and evaluates the checkpoints of {', '.join(unplanned)}, unknown before training" if unplanned else ""
     typer.echo(
         f"logs: {target / 'logs'}/slurm-*.out. When the jobs have finished: forgetkit score {target}. "

@@ -9,7 +9,8 @@ from pathlib import Path
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.resources import bundled
-from forgetkit.study import launch, load_study
+from forgetkit.spec import load_study
+from forgetkit.study import launch
 from forgetkit.testing.captions import write_caption_set
 from forgetkit.testing.demo_sources import DOMAINS, write_imagewikiqa, write_mllm_cl, write_ood_image_folder
 from forgetkit.testing.synthetic import make_image_folder

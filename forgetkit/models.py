@@ -11,6 +11,7 @@ from pathlib import Path
 
 from forgetkit.digests import file_digest
 from forgetkit.errors import ForgetkitError
+from forgetkit.jsonfile import read_json
 from forgetkit.knobs import shown
 
 
@@ -73,6 +74,13 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32, "llava", "llava_v1.5_7b"),
     )
 }
+MODEL_KINDS = {
+    "qwen2_5_vl": ("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
+    "llava": ("llava", "LlavaForConditionalGeneration"),
+}
+"""Kinds forgetkit's VLMEvalKit model class loads: kind -> (config.json's `model_type`, transformers class)."""
+TEMPLATE_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
+"""LF chat template -> the model kind VLMEvalKit loads a model of that template as."""
 TINY = "tiny-qwen2.5-vl"
 DEFAULT_MODEL = "qwen2.5-vl-3b"
 
@@ -210,3 +218,17 @@ def model_identity(name_or_path: str | Path) -> str:
 
 def _is_model_file(name: str) -> bool:
     return not name.startswith(".") and any(fnmatch.fnmatch(name, pattern) for pattern in MODEL_FILES)
+
+
+def check_checkpoint(model_path: Path, kind: str, adapter: Path | None) -> None:
+    """Fail before VLMEvalKit's ~15 s import on a missing checkpoint, wrong kind or missing adapter."""
+    if kind not in MODEL_KINDS:
+        raise ForgetkitError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
+    config_file = Path(model_path) / "config.json"
+    if not config_file.is_file():
+        raise ForgetkitError(f"{model_path} is not a model directory (no config.json); pass a saved checkpoint")
+    found = read_json(config_file, dict, "pass a saved checkpoint").get("model_type")
+    if found != MODEL_KINDS[kind][0]:
+        raise ForgetkitError(f"{model_path} holds a {found!r} model, not {MODEL_KINDS[kind][0]!r}; pass kind to match")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise ForgetkitError(f"{adapter} is not a LoRA adapter (no adapter_config.json); pass the adapter directory")

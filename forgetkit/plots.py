@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from forgetkit import atomic
-from forgetkit.study import QUADRANTS
+from forgetkit.protocol import QUADRANTS
 
 Bar = tuple[float, float, float]
 """(value %, interval low %, interval high %)."""

@@ -45,10 +45,11 @@ from forgetkit import atomic, plots
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.recipes import Method, Part, Recipe, Scheduler
+from forgetkit.stage_names import stage_name
 from forgetkit.yamlfile import load_yaml
 
 if TYPE_CHECKING:
-    from forgetkit.study import Study
+    from forgetkit.spec import Study
 from forgetkit.rundir import ZERO_SHOT, RunDir, stage_slug
 from forgetkit.scoring import run_predictions, score_items, scored_items
 
@@ -420,7 +421,7 @@ def _headlines(recipes: Mapping[str, list[str]], quadrant_rows: list[dict]) -> l
 
 def _launched(run: RunDir) -> Study | None:
     """The spec the run was launched with (presets resolved); None without one."""
-    from forgetkit.study import load_study
+    from forgetkit.spec import load_study
 
     path = run.root / "spec.yaml"
     return load_study(path) if path.is_file() else None
@@ -613,7 +614,7 @@ def _classlabel_records(run: RunDir, checkpoint: str, data_dir: Path | None) -> 
     not carry), next to the data the predictions were made from: `data_dir`, else the dataset_dir of the
     LLaMA-Factory config the run kept for that prediction stage."""
     if data_dir is None:
-        config = run.config(f"predict {checkpoint} {CLASSLABEL_SET}")
+        config = run.config(stage_name("predict", checkpoint, CLASSLABEL_SET))
         kept = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
         if not isinstance(kept, dict) or not kept.get("dataset_dir"):
             return None

@@ -28,6 +28,7 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.matchers import AUTO, MissingField, get_matcher, resolve
 from forgetkit.rundir import ZERO_SHOT, RunDir
+from forgetkit.stage_names import stage_kind, stage_subject
 
 VERDICT_KEYS = ("correct", "hit")
 """A judge's verdict: the items JSONL a run keeps for VLMEvalKit's benchmarks, VLMEvalKit's own tables."""
@@ -361,7 +362,7 @@ def stage_predictions(run: RunDir, stage: str) -> list[Path]:
     """The prediction files an eval stage writes, read off its name as `forgetkit.steps` gives it:
     `predict|logits CHECKPOINT DATASET` one, `vlmeval CHECKPOINT` one per benchmark of the VLMEvalKit config
     it kept in configs/ (none known without it); other stages none."""
-    kind, _, rest = stage.partition(" ")
+    kind, rest = stage_kind(stage), stage_subject(stage)
     if kind in ("predict", "logits"):
         checkpoint, _, dataset = rest.rpartition(" ")
         return [run.predictions(checkpoint, dataset)]

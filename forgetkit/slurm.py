@@ -22,10 +22,9 @@ from pathlib import Path
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import stage_slug
+from forgetkit.stage_names import KINDS, stage_kind
 from forgetkit.steps import Step
 
-KINDS = ("train", "export", "predict", "logits", "vlmeval")
-"""Stage kinds (a stage name's first word); `--sbatch KIND:KEY=VALUE` gives one kind its own resources."""
 RESERVED = ("job-name", "output", "dependency")
 """sbatch options forgetkit sets itself."""
 
@@ -84,7 +83,7 @@ def plan_jobs(steps: list[Step], spec: Path, run_dir: Path, options: Mapping[str
 
 def _options_for(stage: str, options: Mapping[str, str]) -> dict[str, str]:
     """Options for every job, overridden by those given for this stage's kind."""
-    prefix = stage.split(" ", 1)[0] + ":"
+    prefix = stage_kind(stage) + ":"
     shared = {key: value for key, value in options.items() if ":" not in key}
     return shared | {key.removeprefix(prefix): value for key, value in options.items() if key.startswith(prefix)}
 

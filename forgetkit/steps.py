@@ -18,19 +18,17 @@ from typing import TYPE_CHECKING
 from forgetkit import atomic
 from forgetkit.built_data import VLMEVAL, data_identity
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import ModelSpec, model_identity
+from forgetkit.models import TEMPLATE_KINDS, ModelSpec, model_identity
 from forgetkit.recipes import Recipe
 from forgetkit.render import LF_DEFAULTS, DataSpec, render_export, render_predict, render_train
 from forgetkit.rundir import ZERO_SHOT, RunDir, config_hash
+from forgetkit.stage_names import stage_kind, stage_name
 from forgetkit.stages import llamafactory
 from forgetkit.stages.predict import predict
 from forgetkit.stages.train import train
 
 if TYPE_CHECKING:
-    from forgetkit.study import Study
-
-VLMEVAL_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
-"""LF chat template -> the model kind forgetkit's VLMEvalKit model class loads."""
+    from forgetkit.spec import Study
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,10 @@ class Step:
     """A checkpoint that must exist by the time the stage runs (planned before training saved it)."""
     after: tuple[str, ...] = ()
     """Names of the steps whose outputs this one reads."""
+
+    @property
+    def kind(self) -> str:
+        return stage_kind(self.name)
 
 
 def identity(config: str, *upstream: str) -> str:
@@ -83,7 +85,7 @@ def train_step(
         logging_steps=logging_steps,
         trust_remote_code=study.trust_remote_code,
     )
-    stage = f"train {label}"
+    stage = stage_name("train", label)
     digest = identity(text, source, *(data_identity(data.dataset_dir, name) for name in data.train))
     return Step(
         stage,
@@ -109,7 +111,7 @@ def export_step(
     `sources` are the identities of the base and of the training that made the adapter."""
     from forgetkit.stages.export import export
 
-    stage = f"export {merged.relative_to(run.root / 'checkpoints').as_posix()}"
+    stage = stage_name("export", merged.relative_to(run.root / "checkpoints").as_posix())
     text = render_export(base, adapter, template, merged.with_name(merged.name + ".partial"), trust_remote_code)
     digest = identity(text, *sources)
     return Step(
@@ -147,7 +149,7 @@ def eval_steps(
     if benchmarks:
         steps.append(_vlmeval_step(study, run, model_path, base, checkpoint, benchmarks, adapter, reads(*benchmarks)))
     for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
-        stage = f"predict {checkpoint} {dataset}"
+        stage = stage_name("predict", checkpoint, dataset)
         scratch = run.scratch(stage)
         text = render_predict(
             model_path,
@@ -215,7 +217,7 @@ def _probe_step(
         "batch_size": study.eval.batch_size,
         "trust_remote_code": study.trust_remote_code,
     }
-    stage = f"probe {checkpoint}"
+    stage = stage_name("probe", checkpoint)
     target = run.probe(checkpoint)
     digest = identity(json.dumps(settings, sort_keys=True), *upstream)
     action = partial(
@@ -295,7 +297,7 @@ def _logits_step(
     """Letter-logit scoring on exactly the inputs LF's prediction would see (its config is the cache key)."""
     from forgetkit.stages.logits import score_by_logits
 
-    stage = f"logits {checkpoint} {dataset}"
+    stage = stage_name("logits", checkpoint, dataset)
     digest = identity("logits\n" + predict_config, *upstream)
     action = partial(
         score_by_logits,
@@ -330,7 +332,7 @@ def _vlmeval_step(
 
     names = tuple(name.removeprefix(VLMEVAL) for name in datasets)
 
-    if base.template not in VLMEVAL_KINDS:
+    if base.template not in TEMPLATE_KINDS:
         raise ForgetkitError(
             f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {base.template!r}"
         )
@@ -340,11 +342,11 @@ def _vlmeval_step(
             f"vlmeval: {base.name} has no VLMEvalKit config entry to take its image limits from; "
             "set eval.vlmeval_min_pixels and eval.vlmeval_max_pixels in the spec"
         )
-    stage = f"vlmeval {checkpoint}"
+    stage = stage_name("vlmeval", checkpoint)
     settings = {
         "model": model_path,
         "adapter": str(adapter) if adapter else None,
-        "kind": VLMEVAL_KINDS[base.template],
+        "kind": TEMPLATE_KINDS[base.template],
         "datasets": names,
         "vlmeval_entry": base.vlmeval_entry if None in pixels else None,
         "image_min_pixels": pixels[0],

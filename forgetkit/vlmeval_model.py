@@ -20,8 +20,7 @@ from vlmeval.dataset import VMCBenchDataset
 from vlmeval.vlm.base import BaseModel
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import local_model_dir
-from forgetkit.stages.vlmeval_eval import MODEL_KINDS, check_checkpoint
+from forgetkit.models import MODEL_KINDS, check_checkpoint, local_model_dir
 
 VMCBENCH_SEED = 0
 

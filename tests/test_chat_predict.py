@@ -15,9 +15,10 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import CPU
 from forgetkit.render import DataSpec, render_predict
 from forgetkit.rundir import RunDir
+from forgetkit.spec import load_study
 from forgetkit.stages import llamafactory
 from forgetkit.stages.chat_predict import chat_predict, engine_args, eval_rows
-from forgetkit.study import load_study, plan
+from forgetkit.study import plan
 from forgetkit.testing.tiny_model import tiny_model_dir
 
 DATASET = "imagenet_vqa_val"

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forgetkit.continual import layout
 from forgetkit.errors import ForgetkitError
 from forgetkit.presets import MLLM_CL_EPOCHS
 from forgetkit.recipes import Method
 from forgetkit.rundir import RunDir
-from forgetkit.study import load_study, plan
+from forgetkit.spec import layout, load_study
+from forgetkit.study import plan
 
 RUNS = Path(__file__).resolve().parents[1] / "runs"
 SPEC = """\

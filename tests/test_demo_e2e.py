@@ -18,8 +18,9 @@ from forgetkit.demo import run_demo
 from forgetkit.report import build_report
 from forgetkit.rundir import RunDir
 from forgetkit.scoring import score_file
+from forgetkit.spec import load_study
 from forgetkit.stages.export import merge_changed_weights
-from forgetkit.study import launch, load_study
+from forgetkit.study import launch
 from forgetkit.testing.tiny_model import tiny_model_dir
 
 pytestmark = pytest.mark.slow

@@ -13,7 +13,8 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.models import local_model_dir, model_identity, resolve_model
 from forgetkit.resources import bundled
 from forgetkit.rundir import RunDir
-from forgetkit.study import load_study, plan
+from forgetkit.spec import load_study
+from forgetkit.study import plan
 from forgetkit.testing.hf_cache import place_in_hub_cache
 
 HUB_ID = "forgetkit-test/small-vl"

@@ -14,7 +14,7 @@ from forgetkit.plots import (
     forgetting_curves,
     quadrant_title,
 )
-from forgetkit.study import QUADRANTS
+from forgetkit.protocol import QUADRANTS
 
 
 def bar(value: float, half: float = 2.0) -> tuple[float, float, float]:

@@ -12,7 +12,6 @@ from scipy import stats as scipy_stats
 from test_cli import run_main
 
 from forgetkit import atomic
-from forgetkit.continual import stage_label
 from forgetkit.errors import ForgetkitError
 from forgetkit.report import (
     Bootstrap,
@@ -27,7 +26,8 @@ from forgetkit.report import (
 )
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.scoring import score_run
-from forgetkit.study import load_study, prepare
+from forgetkit.spec import load_study, stage_label
+from forgetkit.study import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 LETTERS = "ABCD"

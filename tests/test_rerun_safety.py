@@ -11,8 +11,9 @@ from built_data import built
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
+from forgetkit.spec import load_study
 from forgetkit.steps import Step
-from forgetkit.study import launch, load_study, plan
+from forgetkit.study import launch, plan
 
 DATASETS = ("train_set", "eval_set")
 RECIPE_R = ["train r", "predict r/checkpoint-2 eval_set", "predict r/checkpoint-4 eval_set"]

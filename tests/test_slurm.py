@@ -24,7 +24,9 @@ from forgetkit.cli import app
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
-from forgetkit.study import launch, load_study
+from forgetkit.spec import load_study
+from forgetkit.stage_names import stage_kind
+from forgetkit.study import launch
 
 runner = CliRunner()
 
@@ -257,3 +259,17 @@ def test_every_job_runs_its_stage_and_the_run_scores(
 
     again = runner.invoke(app, ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"])
     assert again.exit_code == 0 and "nothing to submit: all 3 stages are done" in again.output
+
+
+def test_every_kind_of_stage_a_study_plans_can_be_given_its_own_resources(tmp_path: Path) -> None:
+    spec = study_spec(tmp_path)
+    built(tmp_path / "data", "captions")
+    spec.write_text(spec.read_text().replace("eval: {datasets: [a, b]}", "eval: {datasets: [a, b], probe: captions}"))
+    steps = launch(load_study(spec), tmp_path / "run", dry_run=True)
+    kinds = {step.kind for step in steps}
+    assert kinds == {"train", "export", "predict", "probe"}
+    options = slurm.parse_options([f"{kind}:gres=gpu:{n}" for n, kind in enumerate(sorted(kinds), 1)])
+    jobs = slurm.plan_jobs(steps, spec, tmp_path / "run", options)
+    for job in jobs:
+        n = sorted(kinds).index(stage_kind(job.stage)) + 1
+        assert f"#SBATCH --gres=gpu:{n}\n" in job.text, job.stage

@@ -11,8 +11,9 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import CPU, Part
 from forgetkit.resources import bundled
 from forgetkit.rundir import RunDir
+from forgetkit.spec import load_study
 from forgetkit.steps import Step
-from forgetkit.study import launch, load_study, plan
+from forgetkit.study import launch, plan
 
 
 def test_demo_spec_loads_with_paths_relative_to_the_spec() -> None:

@@ -29,16 +29,11 @@ from tqdm.auto import tqdm
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.jsonfile import read_json
-from forgetkit.models import local_model_dir
+from forgetkit.models import check_checkpoint, local_model_dir
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
 from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
 # kind -> (config.json model_type, transformers class that loads it)
-MODEL_KINDS = {
-    "qwen2_5_vl": ("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
-    "llava": ("llava", "LlavaForConditionalGeneration"),
-}
 # "auto" keeps the checkpoint's own dtype.
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 # The source datasets VMCBench draws from: VLMEvalKit's VMCBench report indexes every one of them, so a
@@ -80,20 +75,6 @@ def benchmark_for(dataset: str) -> Benchmark:
     raise ForgetkitError(
         f"dataset {dataset!r} is neither MMMU nor VMCBench; name it so it contains 'MMMU' or 'VMCBench'"
     )
-
-
-def check_checkpoint(model_path: Path, kind: str, adapter: Path | None) -> None:
-    """Fail before VLMEvalKit's ~15 s import on a missing checkpoint, wrong kind or missing adapter."""
-    if kind not in MODEL_KINDS:
-        raise ForgetkitError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
-    config_file = Path(model_path) / "config.json"
-    if not config_file.is_file():
-        raise ForgetkitError(f"{model_path} is not a model directory (no config.json); pass a saved checkpoint")
-    found = read_json(config_file, dict, "pass a saved checkpoint").get("model_type")
-    if found != MODEL_KINDS[kind][0]:
-        raise ForgetkitError(f"{model_path} holds a {found!r} model, not {MODEL_KINDS[kind][0]!r}; pass kind to match")
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise ForgetkitError(f"{adapter} is not a LoRA adapter (no adapter_config.json); pass the adapter directory")
 
 
 def check_tsv(lmu_data: Path, dataset: str) -> None:
