@@ -8,6 +8,7 @@ from pathlib import Path
 
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
+from forgetkit.protocol import mllm_cl_set
 from forgetkit.resources import bundled
 from forgetkit.spec import load_study
 from forgetkit.study import launch
@@ -65,7 +66,7 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
         ("imagewikiqa", "imagewikiqa", BuildOptions(source=wiki, out=data)),
         *(
             (
-                f"mllmcl_{domain.lower()}_{split}",
+                mllm_cl_set(domain, split),
                 "mllm-cl",
                 BuildOptions(source=mllm_cl, out=data, split=split, params={"domain": domain}),
             )
@@ -74,7 +75,7 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
         ),
         *(
             (
-                f"mllmcl_{domain.lower()}_train_replay{REPLAY}",
+                mllm_cl_set(domain, "train", REPLAY),
                 "mllm-cl",
                 BuildOptions(source=mllm_cl, out=data, split="train", params={"domain": domain, "replay": str(REPLAY)}),
             )

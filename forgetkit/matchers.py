@@ -17,12 +17,12 @@ the label. Credit is True/False except on `mllmcl-sci`'s "Which states" question
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.protocol import is_mllm_cl_test, mllm_cl_task
 
 Row = Mapping[str, Any]
 Matcher = Callable[[str, str, Row], float]
@@ -32,7 +32,6 @@ AUTO = "auto"
 UNANSWERABLE = "Unanswerable"
 QUESTION_KEYS = ("text", "question", "prompt")
 """Where a row holds its question: MLLM-CL's meta sidecar, VLMEvalKit's items, LF's templated prompt."""
-_MLLMCL_TEST = re.compile(r"mllmcl_(rs|med|ad|sci|fin)_test")
 
 
 class MissingField(ValueError):
@@ -170,8 +169,7 @@ def get_matcher(name: str) -> Matcher:
 def matcher_for(dataset: str) -> str:
     """The matcher a dataset is scored with by default: its domain's for MLLM-CL's `mllmcl_<domain>_test`
     sets (built by datasets_builders/mllm_cl.py), the letter matcher for every MCQ set."""
-    found = _MLLMCL_TEST.fullmatch(dataset)
-    return f"mllmcl-{found.group(1)}" if found else "letter"
+    return f"mllmcl-{mllm_cl_task(dataset)}" if is_mllm_cl_test(dataset) else "letter"
 
 
 def resolve(name: str, dataset: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.knobs import shown
+from forgetkit.protocol import mllm_cl_task
 from forgetkit.recipes import Method, Part, Recipe, Scheduler
 
 MLLM_CL_EPOCHS = {"rs": 1.0, "med": 3.0, "ad": 1.0, "sci": 2.0, "fin": 1.0}
@@ -31,7 +32,7 @@ class Preset:
         """Table 3's epochs for an MLLM-CL dataset (`mllmcl_<task>_train...`); None when not per task."""
         if not self.epochs_by_task:
             return None
-        tasks = {name.split("_")[1] for name in datasets if name.startswith("mllmcl_") and name.count("_") >= 2}
+        tasks = {task for task in map(mllm_cl_task, datasets) if task is not None}
         if len(tasks) != 1 or next(iter(tasks)) not in self.epochs_by_task:
             raise ForgetkitError(
                 f"preset {self.name} sets epochs per MLLM-CL task ({_epochs_text(self.epochs_by_task)}); "

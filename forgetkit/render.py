@@ -8,12 +8,8 @@ on: with it, transformers imports and runs the Python files a model folder or hu
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import io
 import json
-import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,6 +21,7 @@ from pydantic import ConfigDict
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.knobs import Count, Text
+from forgetkit.lf_quiet import quiet
 from forgetkit.models import ModelSpec
 from forgetkit.recipes import Hardware, Recipe
 from forgetkit.resources import bundled
@@ -34,6 +31,8 @@ GREEDY = "greedy"
 LF_DEFAULTS = "lf-defaults"
 DECODINGS = (GREEDY, LF_DEFAULTS)
 """How prediction decodes: greedy, or LF's own generation defaults (what the authors' eval configs left on)."""
+MAX_NEW_TOKENS = 16
+"""How many tokens greedy prediction (LF and VLMEvalKit) may write: a letter or a short answer fits."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,7 @@ def render_predict(
     output_dir: str | Path,
     hardware: Hardware,
     batch_size: int = 8,
-    max_new_tokens: int = 16,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     adapter: str | Path | None = None,
     decoding: str = GREEDY,
     seed: int = 42,
@@ -204,7 +203,7 @@ def validate(text: str) -> dict[str, Any]:
             checked["use_cpu"] = True
     from llamafactory.hparams import get_infer_args, get_train_args
 
-    with _quiet("llamafactory", "transformers"):
+    with quiet():
         try:
             if "export_dir" in checked:
                 get_infer_args(checked)
@@ -222,18 +221,3 @@ def _check_deepspeed_json(path: str) -> None:
         raise ForgetkitError(f"DeepSpeed config {path} is unreadable ({err}); pass a valid JSON file") from None
     if "zero_optimization" not in config:
         raise ForgetkitError(f"DeepSpeed config {path} has no zero_optimization section")
-
-
-@contextlib.contextmanager
-def _quiet(*names: str) -> Iterator[None]:
-    """Keep LF's INFO lines (written to stdout) out of a YAML printed on stdout."""
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)

@@ -17,9 +17,9 @@ from forgetkit.built_data import VLMEVAL
 from forgetkit.errors import ForgetkitError
 from forgetkit.knobs import Count, Flag, Size, Text, checked, shown
 from forgetkit.presets import get_preset
-from forgetkit.protocol import QUADRANTS
+from forgetkit.protocol import MLLM_CL_TEST, MLLM_CL_TRAIN, QUADRANTS
 from forgetkit.recipes import CPU, Hardware, Method, Part, Recipe
-from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, DataSpec
+from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, MAX_NEW_TOKENS, DataSpec
 from forgetkit.train_config import mixing, resolve_recipe
 from forgetkit.yamlfile import load_yaml
 
@@ -50,7 +50,7 @@ class EvalSpec:
     datasets: tuple[Text, ...] = ()
     quadrants: dict[str, tuple[Text, ...]] = field(default_factory=dict)
     batch_size: Count = 8
-    max_new_tokens: Count = 16
+    max_new_tokens: Count = MAX_NEW_TOKENS
     probe: Text | None = None
     """A held-out non-MCQ dataset (e.g. captions): every checkpoint's drift from the base is measured on it."""
     backend: Text = "auto"
@@ -296,8 +296,8 @@ class Sequence:
 class Continual:
     tasks: tuple[str, ...]
     sequences: dict[str, Sequence]
-    train: str = "mllmcl_{task}_train"
-    test: str = "mllmcl_{task}_test"
+    train: str = MLLM_CL_TRAIN
+    test: str = MLLM_CL_TEST
     eval: str = "all"
 
     def train_set(self, index: int, replay: int | None) -> str:

@@ -15,17 +15,16 @@ randomly initialised, which does not matter for `requires_grad`).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.render import _quiet
+from forgetkit.lf_quiet import quiet
 from forgetkit.testing.tiny_model import tiny_model_dir
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ PARTS = ("vision_tower", "projector", "llm")
 
 _ADAPTER_SEGMENTS = frozenset({"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector"})
 _PEFT_PREFIX = "base_model.model."
-_LOGGERS = ("llamafactory", "transformers")
 
 
 @dataclass(frozen=True)
@@ -142,10 +140,9 @@ def trainable_parameters(config: Mapping[str, Any], num_layers: int | None = Non
             use_cpu=True,
         )
         try:
-            with _quiet(*_LOGGERS):
+            with quiet():
                 model_args, _, _, finetuning_args, _ = get_train_args(args)
-            # A second block: get_train_args switches transformers' logging to INFO, undone when the first ends.
-            with _quiet(*_LOGGERS), _no_progress_bars():
+            with quiet():  # a second block: get_train_args switched transformers' logging to INFO
                 tokenizer = load_tokenizer(model_args)["tokenizer"]
                 model = load_model(tokenizer, model_args, finetuning_args, is_trainable=True)
         except (ValueError, TypeError) as err:
@@ -165,20 +162,6 @@ def _with_layers(tiny: Path, num_layers: int, out: Path) -> Path:
     config["text_config"].update(num_hidden_layers=num_layers, layer_types=["full_attention"] * num_layers)
     (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return out
-
-
-@contextlib.contextmanager
-def _no_progress_bars() -> Iterator[None]:
-    """transformers' "Loading weights" bar goes to stderr whatever the log level."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 @dataclass(frozen=True)

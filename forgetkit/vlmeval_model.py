@@ -21,6 +21,7 @@ from vlmeval.vlm.base import BaseModel
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import MODEL_KINDS, check_checkpoint, local_model_dir
+from forgetkit.render import MAX_NEW_TOKENS
 
 VMCBENCH_SEED = 0
 
@@ -90,7 +91,7 @@ class ForgetkitVLM(BaseModel):
         vlmeval_entry: str | None = None,
         image_max_pixels: int | None = None,
         image_min_pixels: int | None = None,
-        max_new_tokens: int = 16,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         system_prompt: str | None = None,
     ) -> None:
         super().__init__()

@@ -11,9 +11,6 @@ dtype, LoRA adapters merged) and the batch collator (left padding, as LF pads fo
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +24,7 @@ from tqdm.auto import tqdm
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import dataset_entry
+from forgetkit.lf_quiet import quiet
 from forgetkit.recipes import Hardware
 from forgetkit.render import DataSpec, render_predict
 
@@ -57,24 +55,6 @@ class PredictInputs:
         return [len(ids) for ids in self.dataset["input_ids"]]
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep LF's argument dump, data example and INFO lines off the console; restore both libraries' levels."""
-    import transformers
-
-    verbosity = transformers.logging.get_verbosity()
-    lf_logger = logging.getLogger("llamafactory")
-    level = lf_logger.level
-    lf_logger.setLevel(logging.ERROR)
-    transformers.logging.set_verbosity_error()
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        lf_logger.setLevel(level)
-        transformers.logging.set_verbosity(verbosity)
-
-
 def load_predict_inputs(
     model_path: str | Path,
     dataset_dir: str | Path,
@@ -94,7 +74,7 @@ def load_predict_inputs(
     `multiple_choice` refuses rows without option lines; the drift probe turns it off for its caption prompts.
     """
     dataset_entry(Path(dataset_dir), dataset)  # fails in one line before LF's import and parsing time is spent
-    with tempfile.TemporaryDirectory(prefix="forgetkit-logits-") as scratch, _quiet():
+    with tempfile.TemporaryDirectory(prefix="forgetkit-logits-") as scratch, quiet():
         import transformers
         from llamafactory.data import SFTDataCollatorWith4DAttentionMask, get_dataset, get_template_and_fix_tokenizer
         from llamafactory.extras.constants import IGNORE_INDEX
@@ -114,7 +94,7 @@ def load_predict_inputs(
             model_args, data_args, training_args, finetuning_args, _ = get_train_args(config)
         except ValueError as err:
             raise ForgetkitError(f"LLaMA-Factory rejects the predict settings: {err}") from None
-        transformers.logging.set_verbosity_error()  # get_train_args switched it to INFO; _quiet restores the old level
+        transformers.logging.set_verbosity_error()  # get_train_args switched it to INFO; quiet() restores the old level
         tokenizer_module = load_tokenizer(model_args)
         tokenizer = tokenizer_module["tokenizer"]
         lf_template = get_template_and_fix_tokenizer(tokenizer, data_args)
@@ -178,7 +158,7 @@ def load_lf_model(inputs: PredictInputs) -> Any:
     """The model exactly as LF's predict loads it: its class choice, dtype, attention and merged LoRA adapters."""
     from llamafactory.model import load_model
 
-    with _quiet():
+    with quiet():
         return load_model(inputs.tokenizer, inputs.model_args, inputs.finetuning_args, is_trainable=False)
 
 

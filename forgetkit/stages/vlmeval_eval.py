@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import check_checkpoint, local_model_dir
+from forgetkit.render import MAX_NEW_TOKENS
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
 from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
@@ -118,7 +119,7 @@ def run_vlmeval(
     vlmeval_entry: str | None = None,
     image_min_pixels: int | None = None,
     image_max_pixels: int | None = None,
-    max_new_tokens: int = 16,
+    max_new_tokens: int = MAX_NEW_TOKENS,
     system_prompt: str | None = None,
 ) -> dict[str, float]:
     """Evaluate one checkpoint (a model folder or hub id) on `datasets` (TSVs in `lmu_data`) with VLMEvalKit;
