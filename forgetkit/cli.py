@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import sys
+from collections.abc import Callable
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_type_hints
 
 import typer
 import yaml
 from typer._click.exceptions import ClickException
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.recipes import Method, Part, Scheduler
+from forgetkit.knobs import help_of
+from forgetkit.recipes import Recipe
 from forgetkit.render import DataSpec
-from forgetkit.stage_names import stage_kind, stage_name
+from forgetkit.stage_names import KINDS, stage_kind, stage_name
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
@@ -151,7 +155,33 @@ def build_data(
         typer.echo(f"  wrote {path}")
 
 
+def _with_recipe_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with one option per `Recipe` field after `--template`, named, typed and helped by the field
+    itself; the command receives the ones given as `recipe` (the preset or the defaults fill the rest)."""
+    hints = get_type_hints(Recipe)
+    options = [
+        inspect.Parameter(
+            knob.name,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=None,
+            annotation=Annotated[hints[knob.name] | None, typer.Option(help=help_of(knob))],
+        )
+        for knob in fields(Recipe)
+    ]
+    own = [param for name, param in inspect.signature(command, eval_str=True).parameters.items() if name != "recipe"]
+    at = next(i for i, param in enumerate(own) if param.name == "template") + 1
+
+    def with_options(**given: Any) -> None:
+        recipe = {knob.name: given.pop(knob.name) for knob in fields(Recipe)}
+        command(**given, recipe={name: value for name, value in recipe.items() if value is not None})
+
+    with_options.__name__, with_options.__doc__ = command.__name__, command.__doc__
+    with_options.__signature__ = inspect.Signature([*own[:at], *options, *own[at:]])  # type: ignore[attr-defined]
+    return with_options
+
+
 @app.command("render-config")
+@_with_recipe_options
 def render_config(
     preset: Annotated[
         str | None, typer.Option(help="A recipe of the papers by name (--list-presets); other options override it.")
@@ -166,30 +196,9 @@ def render_config(
         ),
     ] = None,
     template: Annotated[str | None, typer.Option(help="LF chat template; required for unregistered models.")] = None,
-    part: Annotated[
-        Part | None,
-        typer.Option(
-            help="Trainable part, the rest frozen (default llm). attn = LLM self-attention q/k/v/o only (LF freeze "
-            "tuning); mlp-gate-up = LLM MLP gate+up only, as LoRA on gate_proj,up_proj (needs --method lora)."
-        ),
-    ] = None,
-    method: Annotated[Method | None, typer.Option(help="full (default) or lora.")] = None,
-    lora_rank: Annotated[int | None, typer.Option(help="LoRA rank (default 8).")] = None,
-    lora_target: Annotated[
-        str | None, typer.Option(help="LoRA modules, e.g. q_proj,v_proj (default: what --part implies).")
-    ] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 1e-6).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Global batch size (default 16).")] = None,
     gpus: Annotated[
         int, typer.Option(help="World size (GPUs over all nodes); per-device batch x accumulation x gpus = batch.")
     ] = 1,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps (default 80000).")] = None,
-    epochs: Annotated[float | None, typer.Option(help="Epochs instead of steps.")] = None,
-    scheduler: Annotated[Scheduler | None, typer.Option(help="Learning-rate schedule (default cosine).")] = None,
-    warmup: Annotated[float | None, typer.Option(help="Warmup as a ratio of the steps (default 0.1).")] = None,
-    save_steps: Annotated[
-        int | None, typer.Option(help="Save a checkpoint every this many steps (default 2000).")
-    ] = None,
     dataset: Annotated[
         str, typer.Option(help="LF dataset name(s), comma-separated; the first is the base of a mix.")
     ] = "imagenet_vqa_train",
@@ -226,6 +235,7 @@ def render_config(
             help="Apply LF's own freezing/LoRA code to a tiny offline stand-in model and print what trains.",
         ),
     ] = False,
+    recipe: dict[str, Any] | None = None,
 ) -> None:
     """Render a LLaMA-Factory training YAML for one recipe (default: the paper's LLM full 1e-6).
 
@@ -241,22 +251,9 @@ def render_config(
         return
     if output is not None and output.is_dir():
         raise ForgetkitError(f"-o {output} is a folder; name the YAML file to write, e.g. -o {output / 'train.yaml'}")
-    given = {
-        "part": part,
-        "method": method,
-        "lora_rank": lora_rank,
-        "lora_target": lora_target,
-        "lr": lr,
-        "batch_size": batch_size,
-        "steps": steps,
-        "epochs": epochs,
-        "scheduler": scheduler,
-        "warmup": warmup,
-        "save_steps": save_steps,
-    }
     request = TrainRequest(
         preset=preset,
-        recipe={key: value for key, value in given.items() if value is not None},
+        recipe=recipe or {},
         model=model,
         template=template,
         datasets=tuple(d.strip() for d in dataset.split(",") if d.strip()),
@@ -313,8 +310,8 @@ def launch(
         typer.Option(
             metavar="[KIND:]KEY=VALUE",
             help="With --backend slurm, an #SBATCH option for every job as KEY=VALUE (e.g. partition=gpu, "
-            "time=24:00:00, mem=64G), or for one stage kind as KIND:KEY=VALUE (kinds: train, export, predict, "
-            "logits, vlmeval; e.g. train:gres=gpu:8). Repeatable.",
+            f"time=24:00:00, mem=64G), or for one stage kind as KIND:KEY=VALUE (kinds: {', '.join(KINDS)}; "
+            "e.g. train:gres=gpu:8). Repeatable.",
         ),
     ] = None,
     stage: Annotated[
@@ -329,9 +326,9 @@ def launch(
     """Run a study: zero-shot eval, real LLaMA-Factory training, eval of every checkpoint, scores.
 
     A spec names the model, data.dataset_dir (a folder made by build-data), eval.datasets and the
-    recipes to train ({name: {part, method, lr, batch_size, steps or epochs, save_steps, scheduler,
-    warmup}}); eval.quadrants groups the eval datasets into the paper's 2x2 matrix (ID^T-ID^I,
-    ID^T-OOD^I, OOD^T-ID^I, OOD^T-OOD^I) to report each quadrant's mean; a continual section learns
+    recipes to train ({name: {preset, or render-config's recipe options: part, method, lr, steps, ...}});
+    eval.quadrants groups the eval datasets into the paper's 2x2 matrix (ID^T-ID^I, ID^T-OOD^I,
+    OOD^T-ID^I, OOD^T-OOD^I) to report each quadrant's mean; a continual section learns
     tasks in order with strategy inclora or seqfull and optional replay (runs/table3.yaml); see
     runs/demo.yaml. Rerunning the same command skips finished stages and resumes an interrupted
     training from its last checkpoint, even after kill -9; --dry-run shows what would run.

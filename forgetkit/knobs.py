@@ -7,8 +7,10 @@ line naming the key, instead of crashing a stage or reaching LLaMA-Factory as so
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
+from enum import Enum
 from typing import Annotated, Any
 
 import pydantic
@@ -110,3 +112,16 @@ def _adapter(kind: Any) -> pydantic.TypeAdapter:
     if id(kind) not in _ADAPTERS:
         _ADAPTERS[id(kind)] = (kind, pydantic.TypeAdapter(kind))
     return _ADAPTERS[id(kind)][1]
+
+
+def knob(default: Any, help: str) -> Any:
+    """A dataclass field that declares its knob once: its default and the help `--help` prints for it."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def help_of(field: dataclasses.Field) -> str:
+    """A knob's help with its default, e.g. `Global batch size (default 16).`"""
+    text, default = field.metadata["help"], field.default
+    if default is None:
+        return text
+    return f"{text.removesuffix('.')} (default {default.value if isinstance(default, Enum) else default})."

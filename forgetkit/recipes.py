@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ConfigDict
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.knobs import Count, Flag, Fraction, Rate, Size, Text, checked, shown
+from forgetkit.knobs import Count, Flag, Fraction, Rate, Size, Text, checked, knob, shown
 
 
 class Part(str, Enum):
@@ -84,19 +84,22 @@ class Recipe:
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
-    part: Part = Part.llm
-    method: Method = Method.full
-    lr: Rate = 1e-6
-    batch_size: Count = 16
-    steps: Count | None = 80000
-    epochs: Rate | None = None
-    scheduler: Scheduler = Scheduler.cosine
-    warmup: Fraction = 0.1
-    save_steps: Count = 2000
-    optim: Text = "adamw_torch"
-    lora_rank: Count = 8
-    lora_target: Text | None = None
-    """None: what the part implies (`all` LLM linears, the attention or the gate/up projections)."""
+    part: Part = knob(
+        Part.llm,
+        "Trainable part, the rest frozen. attn = LLM self-attention q/k/v/o only (LF freeze tuning); "
+        "mlp-gate-up = LLM MLP gate+up only, as LoRA on gate_proj,up_proj, which needs --method lora.",
+    )
+    method: Method = knob(Method.full, "full or lora.")
+    lr: Rate = knob(1e-6, "Peak learning rate.")
+    batch_size: Count = knob(16, "Global batch size.")
+    steps: Count | None = knob(80000, "Optimizer steps.")
+    epochs: Rate | None = knob(None, "Epochs instead of steps.")
+    scheduler: Scheduler = knob(Scheduler.cosine, "Learning-rate schedule.")
+    warmup: Fraction = knob(0.1, "Warmup as a ratio of the steps.")
+    save_steps: Count = knob(2000, "Save a checkpoint every this many steps.")
+    optim: Text = knob("adamw_torch", "Optimizer, as LF's `optim` names it.")
+    lora_rank: Count = knob(8, "LoRA rank.")
+    lora_target: Text | None = knob(None, "LoRA modules, e.g. q_proj,v_proj (default: what --part implies).")
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):

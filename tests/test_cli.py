@@ -212,3 +212,18 @@ def test_spec_errors_name_the_key(
     )
     code, _, err = run_main(monkeypatch, capsys, "launch", str(spec))
     assert code == 2 and "recipes.r: unknown recipe key(s) ['stepz']" in err
+
+
+def test_render_config_has_an_option_per_recipe_knob_helped_by_the_knob_itself() -> None:
+    from dataclasses import fields
+
+    from forgetkit.recipes import Recipe
+
+    help_text = " ".join(runner.invoke(app, ["render-config", "--help"], env={"COLUMNS": "400"}).output.split())
+    for knob in fields(Recipe):
+        assert f"--{knob.name.replace('_', '-')} " in help_text
+        assert " ".join(knob.metadata["help"].removesuffix(".").split()) in help_text
+    assert "Global batch size (default 16)." in help_text
+    rendered = runner.invoke(app, ["render-config", "--optim", "sgd", "--lora-rank", "4", "--method", "lora"])
+    assert rendered.exit_code == 0, rendered.output
+    assert "optim: sgd" in rendered.output.replace('"', "") and "lora_rank: 4" in rendered.output
