@@ -36,31 +36,52 @@ class Part(str, Enum):
     mlp_gate_up = "mlp-gate-up"
 
     @property
+    def trains(self) -> frozenset[str]:
+        return PARTS[self].trains
+
+    @property
     def freeze_vision_tower(self) -> bool:
-        return self not in (Part.vision, Part.all)
+        return "vision" not in self.trains
 
     @property
     def freeze_multi_modal_projector(self) -> bool:
-        return self not in (Part.projector, Part.llm_projector, Part.all)
+        return "projector" not in self.trains
 
     @property
     def freeze_language_model(self) -> bool:
-        return self not in (Part.llm, Part.llm_projector, Part.all, Part.attn, Part.mlp_gate_up)
+        return "llm" not in self.trains
 
     @property
     def freeze_trainable_modules(self) -> str | None:
         """LF freeze tuning's module selector inside each LLM layer, for parts that need it."""
-        return "self_attn" if self is Part.attn else None
+        return PARTS[self].freeze_trainable_modules
 
     @property
     def lora_target(self) -> str | None:
         """LF `lora_target` for LoRA on this part; None where LoRA does not apply."""
-        return {
-            Part.llm: "all",
-            Part.llm_projector: "all",
-            Part.attn: "q_proj,k_proj,v_proj,o_proj",
-            Part.mlp_gate_up: "gate_proj,up_proj",
-        }.get(self)
+        return PARTS[self].lora_target
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """What a part trains, in LF's terms."""
+
+    trains: frozenset[str]
+    """Of the model's three parts: `vision` (tower), `projector`, `llm`."""
+    freeze_trainable_modules: str | None = None
+    lora_target: str | None = None
+
+
+PARTS = {
+    Part.llm: PartSpec(frozenset({"llm"}), lora_target="all"),
+    Part.vision: PartSpec(frozenset({"vision"})),
+    Part.projector: PartSpec(frozenset({"projector"})),
+    Part.llm_projector: PartSpec(frozenset({"llm", "projector"}), lora_target="all"),
+    Part.all: PartSpec(frozenset({"vision", "projector", "llm"})),
+    Part.attn: PartSpec(frozenset({"llm"}), "self_attn", "q_proj,k_proj,v_proj,o_proj"),
+    Part.mlp_gate_up: PartSpec(frozenset({"llm"}), lora_target="gate_proj,up_proj"),
+}
+"""Every part: one row says what it trains, its freeze-tuning selector and its LoRA targets."""
 
 
 class Method(str, Enum):
