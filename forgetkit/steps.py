@@ -168,9 +168,7 @@ def eval_steps(
         target = run.predictions(checkpoint, dataset)
         upstream = reads(dataset)
         if study.eval.scoring == "logits":
-            steps.append(
-                _logits_step(study, run, model_path, template, checkpoint, dataset, text, adapter, target, upstream)
-            )
+            steps.append(_logits_step(study, run, model_path, checkpoint, dataset, text, target, upstream))
             continue
         if generation_backend(study) == "vllm":
             steps.append(_chat_step(study, run, model_path, template, stage, dataset, adapter, target, upstream))
@@ -286,34 +284,18 @@ def _logits_step(
     study: Study,
     run: RunDir,
     model_path: str,
-    template: str,
     checkpoint: str,
     dataset: str,
     predict_config: str,
-    adapter: Path | None,
     target: Path,
     upstream: tuple[str, ...],
 ) -> Step:
-    """Letter-logit scoring on exactly the inputs LF's prediction would see (its config is the cache key)."""
-    from forgetkit.stages.logits import score_by_logits
+    """Letter-logit scoring on exactly the inputs LF's prediction would see: built from its config, which keys it."""
+    from forgetkit.stages.logits import score_predict_config
 
     stage = stage_name("logits", checkpoint, dataset)
     digest = identity("logits\n" + predict_config, *upstream)
-    action = partial(
-        score_by_logits,
-        model_path,
-        study.data.dataset_dir,
-        dataset,
-        template,
-        adapter=adapter,
-        image_max_pixels=study.data.image_max_pixels,
-        cutoff_len=study.data.cutoff_len,
-        bf16=study.hardware.bf16,
-        device=study.hardware.device,
-        batch_size=study.eval.batch_size,
-        output=target,
-        trust_remote_code=study.trust_remote_code,
-    )
+    action = partial(score_predict_config, predict_config, study.hardware.device, study.eval.batch_size, target)
     command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
     return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
 

@@ -291,10 +291,11 @@ def test_a_relative_model_path_is_the_spec_folders(tmp_path: Path, monkeypatch: 
 
 
 def trusts_model_code(step: Step) -> bool:
-    """What a planned stage hands LF: the probe's and logits' keyword, else its YAML or the vLLM stage's settings."""
+    """What a planned stage hands LF: the probe's keyword, else its YAML (logits: the predict YAML it reads) or
+    the vLLM stage's settings."""
     if "trust_remote_code" in step.action.keywords:
         return step.action.keywords["trust_remote_code"]
-    config = step.action.args[2]
+    config = step.action.args[0 if step.kind == "logits" else 2]
     return (config if isinstance(config, dict) else yaml.safe_load(config))["trust_remote_code"]
 
 

@@ -69,10 +69,29 @@ def load_predict_inputs(
     multiple_choice: bool = True,
     trust_remote_code: bool = False,
 ) -> PredictInputs:
-    """Parse the predict stage's own YAML with LF and build its eval dataset and generation collator.
+    """The predict stage's own YAML for these settings (`render_predict`), read by `predict_inputs`."""
+    data = DataSpec(dataset_dir=str(dataset_dir), train=(), cutoff_len=cutoff_len, image_max_pixels=image_max_pixels)
+    text = render_predict(
+        model_path,
+        template,
+        dataset,
+        data,
+        "unused",  # predict_inputs writes nothing; it replaces output_dir with a scratch folder
+        Hardware(bf16=bf16),
+        adapter=adapter,
+        trust_remote_code=trust_remote_code,
+    )
+    return predict_inputs(text, device, multiple_choice)
+
+
+def predict_inputs(config_text: str, device: str = "cpu", multiple_choice: bool = True) -> PredictInputs:
+    """Parse a predict stage's YAML with LF and build its eval dataset and generation collator, in this process:
+    its output folder becomes a scratch one and its data workers none, which changes no input LF builds.
 
     `multiple_choice` refuses rows without option lines; the drift probe turns it off for its caption prompts.
     """
+    config = yaml.safe_load(config_text)
+    dataset_dir, dataset = config["dataset_dir"], config["eval_dataset"]
     dataset_entry(Path(dataset_dir), dataset)  # fails in one line before LF's import and parsing time is spent
     with tempfile.TemporaryDirectory(prefix="forgetkit-logits-") as scratch, quiet():
         import transformers
@@ -81,14 +100,7 @@ def load_predict_inputs(
         from llamafactory.hparams import get_train_args
         from llamafactory.model import load_tokenizer
 
-        data = DataSpec(
-            dataset_dir=str(dataset_dir), train=(), cutoff_len=cutoff_len, image_max_pixels=image_max_pixels
-        )
-        hardware = Hardware(bf16=bf16, dataloader_workers=0, preprocessing_workers=1)
-        text = render_predict(
-            model_path, template, dataset, data, scratch, hardware, adapter=adapter, trust_remote_code=trust_remote_code
-        )
-        config = yaml.safe_load(text)
+        config.update(output_dir=scratch, preprocessing_num_workers=1, dataloader_num_workers=0)
         config["use_cpu"] = device == "cpu"
         try:
             model_args, data_args, training_args, finetuning_args, _ = get_train_args(config)
@@ -125,6 +137,7 @@ def load_predict_inputs(
                 "logits scoring needs letter-answer multiple-choice rows"
             )
     labels = tokenizer.batch_decode(columns["labels"], skip_special_tokens=True)
+    bf16 = bool(config["bf16"])
     return PredictInputs(
         dataset, eval_rows, tokenizer, collator, model_args, finetuning_args, prompts, labels, letters, device, bf16
     )
@@ -250,6 +263,16 @@ def score_by_logits(
         device=device,
         trust_remote_code=trust_remote_code,
     )
+    return _scored(inputs, batch_size, output)
+
+
+def score_predict_config(config_text: str, device: str, batch_size: int, output: Path) -> Path:
+    """`score_by_logits` on the inputs of a predict stage's rendered YAML: what a study's logits stage runs, so
+    the config that keys the stage is the one that builds its inputs."""
+    return _scored(predict_inputs(config_text, device), batch_size, output)
+
+
+def _scored(inputs: PredictInputs, batch_size: int, output: Path | None) -> Path | list[dict]:
     rows = score_inputs(load_lf_model(inputs), inputs, batch_size)
     if output is None:
         return rows
