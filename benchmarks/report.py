@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from forgetkit import atomic
-from forgetkit.report import build_report, load_items, render_report
+from forgetkit.report import build_report, render_report
+from forgetkit.report.inputs import load_items
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.scoring import score_run
 
@@ -83,7 +84,9 @@ def build_run(root: Path, recipes: int, checkpoints: int, items: int, seed: int 
                            "tests": [f"{task}_test" for task in TASKS]}  # fmt: skip
     atomic.write_json(run.quadrants_path, QUADRANTS)
     atomic.write_json(run.continual_path, continual)
-    atomic.write_text(run.root / "spec.yaml", "name: bench\nmodel: synthetic\n")
+    recipe_specs = "".join(f"  recipe-{r}: {{steps: {100 * checkpoints}, save_steps: 100}}\n" for r in range(recipes))
+    spec = f"name: bench\nmodel: qwen2.5-vl-3b\ndata: {{dataset_dir: data}}\neval: {{quadrants: {QUADRANTS}}}\n"
+    atomic.write_text(run.root / "spec.yaml", spec + "recipes:\n" + recipe_specs)
     return run
 
 

@@ -13,17 +13,10 @@ from test_cli import run_main
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.report import (
-    Bootstrap,
-    Estimate,
-    build_report,
-    continual_metrics,
-    fig2_points,
-    headline,
-    summary,
-    write_merged_table2,
-    write_report,
-)
+from forgetkit.report import build_report, summary, write_merged_table2, write_report
+from forgetkit.report.render import fig2_points
+from forgetkit.report.stats import Bootstrap, Estimate, continual_metrics
+from forgetkit.report.text import headline
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.scoring import score_run
 from forgetkit.spec import load_study, stage_label
