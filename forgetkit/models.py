@@ -62,25 +62,38 @@ class ModelSpec:
         return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
 
 
+@dataclass(frozen=True)
+class Family:
+    """What every model of one family shares: LF's chat template for it, its config.json `model_type`, and the
+    transformers class forgetkit's VLMEvalKit model loads it with."""
+
+    template: str
+    model_type: str
+    hf_class: str
+
+
+FAMILIES = {
+    "qwen2_5_vl": Family("qwen2_vl", "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
+    "llava": Family("llava", "llava", "LlavaForConditionalGeneration"),
+}
+"""Keyed by the model kind VLMEvalKit's stage names (`kind` in its settings)."""
+TEMPLATE_KINDS = {family.template: kind for kind, family in FAMILIES.items()}
+"""LF chat template -> the family VLMEvalKit loads a model of that template as."""
+
+
+def _registered(name: str, hub_id: str, kind: str, layers: int, vlmeval_entry: str) -> ModelSpec:
+    family = FAMILIES[kind]
+    return ModelSpec(name, hub_id, family.template, layers, family.model_type, vlmeval_entry)
+
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            "qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_vl", 36, "qwen2_5_vl", "Qwen2.5-VL-3B-Instruct"
-        ),
-        ModelSpec(
-            "qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_vl", 28, "qwen2_5_vl", "Qwen2.5-VL-7B-Instruct"
-        ),
-        ModelSpec("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32, "llava", "llava_v1.5_7b"),
+        _registered("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_5_vl", 36, "Qwen2.5-VL-3B-Instruct"),
+        _registered("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", 28, "Qwen2.5-VL-7B-Instruct"),
+        _registered("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32, "llava_v1.5_7b"),
     )
 }
-MODEL_KINDS = {
-    "qwen2_5_vl": ("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
-    "llava": ("llava", "LlavaForConditionalGeneration"),
-}
-"""Kinds forgetkit's VLMEvalKit model class loads: kind -> (config.json's `model_type`, transformers class)."""
-TEMPLATE_KINDS = {"qwen2_vl": "qwen2_5_vl", "llava": "llava"}
-"""LF chat template -> the model kind VLMEvalKit loads a model of that template as."""
 TINY = "tiny-qwen2.5-vl"
 DEFAULT_MODEL = "qwen2.5-vl-3b"
 
@@ -222,13 +235,15 @@ def _is_model_file(name: str) -> bool:
 
 def check_checkpoint(model_path: Path, kind: str, adapter: Path | None) -> None:
     """Fail before VLMEvalKit's ~15 s import on a missing checkpoint, wrong kind or missing adapter."""
-    if kind not in MODEL_KINDS:
-        raise ForgetkitError(f"unknown model kind {kind!r}; use one of {', '.join(MODEL_KINDS)}")
+    if kind not in FAMILIES:
+        raise ForgetkitError(f"unknown model kind {kind!r}; use one of {', '.join(FAMILIES)}")
     config_file = Path(model_path) / "config.json"
     if not config_file.is_file():
         raise ForgetkitError(f"{model_path} is not a model directory (no config.json); pass a saved checkpoint")
     found = read_json(config_file, dict, "pass a saved checkpoint").get("model_type")
-    if found != MODEL_KINDS[kind][0]:
-        raise ForgetkitError(f"{model_path} holds a {found!r} model, not {MODEL_KINDS[kind][0]!r}; pass kind to match")
+    if found != FAMILIES[kind].model_type:
+        raise ForgetkitError(
+            f"{model_path} holds a {found!r} model, not {FAMILIES[kind].model_type!r}; pass kind to match"
+        )
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
         raise ForgetkitError(f"{adapter} is not a LoRA adapter (no adapter_config.json); pass the adapter directory")

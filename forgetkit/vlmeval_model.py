@@ -20,7 +20,7 @@ from vlmeval.dataset import VMCBenchDataset
 from vlmeval.vlm.base import BaseModel
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import MODEL_KINDS, check_checkpoint, local_model_dir
+from forgetkit.models import FAMILIES, check_checkpoint, local_model_dir
 from forgetkit.render import MAX_NEW_TOKENS
 
 VMCBENCH_SEED = 0
@@ -59,7 +59,7 @@ def load_checkpoint(
     model_path = local_model_dir(model_path)
     check_checkpoint(model_path, kind, None if adapter is None else Path(adapter))
     torch_dtype = dtype if dtype == "auto" else getattr(torch, dtype)
-    model = getattr(transformers, MODEL_KINDS[kind][1]).from_pretrained(
+    model = getattr(transformers, FAMILIES[kind].hf_class).from_pretrained(
         str(model_path), dtype=torch_dtype, attn_implementation="sdpa"
     )
     if adapter is not None:
