@@ -344,7 +344,7 @@ def launch(
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import format_run
     from forgetkit.spec import load_study
-    from forgetkit.steps import format_plan
+    from forgetkit.stages.step import format_plan
     from forgetkit.study import default_run_dir
     from forgetkit.study import launch as run_study
 
@@ -372,7 +372,7 @@ def launch(
 
 def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], dry_run: bool) -> None:
     from forgetkit import slurm
-    from forgetkit.steps import format_plan
+    from forgetkit.stages.step import format_plan
     from forgetkit.study import check_data
     from forgetkit.study import launch as run_study
 

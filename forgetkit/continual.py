@@ -24,7 +24,10 @@ from dataclasses import replace
 from forgetkit.models import ModelSpec
 from forgetkit.rundir import RunDir
 from forgetkit.spec import Continual, Sequence, Study, stage_label
-from forgetkit.steps import Step, eval_steps, export_step, train_step
+from forgetkit.stages.export import export_step
+from forgetkit.stages.step import Step
+from forgetkit.stages.train import train_step
+from forgetkit.steps import eval_steps
 
 
 def continual_steps(study: Study, run: RunDir, model: ModelSpec, base: str) -> list[Step]:

@@ -23,7 +23,7 @@ from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import stage_slug
 from forgetkit.stage_names import KINDS, stage_kind
-from forgetkit.steps import Step
+from forgetkit.stages.step import Step
 
 RESERVED = ("job-name", "output", "dependency")
 """sbatch options forgetkit sets itself."""

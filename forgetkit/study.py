@@ -21,7 +21,9 @@ from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_che
 from forgetkit.scoring import score_run
 from forgetkit.spec import Study, layout
 from forgetkit.stage_names import stage_name, stage_subject
-from forgetkit.steps import Step, base_identity, eval_steps, run_stage, train_step
+from forgetkit.stages.step import Step, base_identity, run_stage
+from forgetkit.stages.train import train_step
+from forgetkit.steps import eval_steps
 
 DEFAULT_RUNS_DIR = Path("runs") / "out"
 

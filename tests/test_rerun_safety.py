@@ -12,7 +12,7 @@ from built_data import built
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
-from forgetkit.steps import Step
+from forgetkit.stages.step import Step
 from forgetkit.study import launch, plan
 
 DATASETS = ("train_set", "eval_set")

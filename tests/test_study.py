@@ -12,7 +12,7 @@ from forgetkit.recipes import CPU, Part
 from forgetkit.resources import bundled
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
-from forgetkit.steps import Step
+from forgetkit.stages.step import Step
 from forgetkit.study import launch, plan
 
 

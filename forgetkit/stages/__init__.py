@@ -1,2 +1,3 @@
-"""One module per real tool a study drives; each runs it as a subprocess into the run directory, except
-`logits`, which calls LF's data and model code in-process to score MCQs without generation."""
+"""One module per stage kind: how it plans its `Step` (`<kind>_step`, keyed by `step.identity`) and how it runs
+its real tool into the run directory, as a subprocess except `logits` and `probe`, which call LF's data and
+model code in-process. Planning imports none of the tools (nor torch or pandas), so `launch --dry-run` is fast."""

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
@@ -24,6 +25,13 @@ from forgetkit.exporters import dataset_entry
 from forgetkit.jsonfile import read_json
 from forgetkit.rundir import RunDir
 from forgetkit.stages.process import run_logged
+from forgetkit.stages.step import Step, identity
+
+if TYPE_CHECKING:
+    from forgetkit.spec import Study
+import importlib.util
+
+from forgetkit.render import LF_DEFAULTS
 
 SHAREGPT_DEFAULTS = {
     "messages": "conversations",
@@ -122,3 +130,43 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+
+
+def generation_backend(study: Study) -> str:
+    """The engine that generates eval answers: the spec's, or for `auto` vLLM where it can run."""
+    if study.eval.backend != "auto":
+        return study.eval.backend
+    if study.eval.decoding == LF_DEFAULTS:
+        return "huggingface"
+    has_vllm = importlib.util.find_spec("vllm") is not None
+    return "vllm" if has_vllm and study.hardware.device == "cuda" else "huggingface"
+
+
+def chat_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    template: str,
+    stage: str,
+    dataset: str,
+    adapter: Path | None,
+    target: Path,
+    upstream: tuple[str, ...],
+) -> Step:
+    """Greedy generation through LF's vLLM engine, with the same template and image limits as LF prediction."""
+    settings = {
+        "backend": "vllm",
+        "model": model_path,
+        "adapter": str(adapter) if adapter else None,
+        "template": template,
+        "dataset_dir": study.data.dataset_dir,
+        "dataset": dataset,
+        "image_max_pixels": study.data.image_max_pixels,
+        "cutoff_len": study.data.cutoff_len,
+        "max_new_tokens": study.eval.max_new_tokens,
+        "trust_remote_code": study.trust_remote_code,
+    }
+    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
+    command = f"python -m forgetkit.stages.chat_predict {run.config(stage).with_suffix('.json')}"
+    action = partial(chat_predict, run, stage, settings, target)
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

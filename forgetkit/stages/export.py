@@ -12,15 +12,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
-
-import torch
-from safetensors import safe_open
+from typing import TYPE_CHECKING
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import local_model_dir
 from forgetkit.rundir import RunDir
+from forgetkit.stage_names import stage_name
 from forgetkit.stages import llamafactory
+from forgetkit.stages.step import Step, identity
+
+if TYPE_CHECKING:
+    pass
+from forgetkit.render import render_export
 
 
 def export(run: RunDir, stage: str, config_text: str, base: str | Path, adapter: Path, merged: Path) -> Path:
@@ -64,6 +69,8 @@ def adapter_targets(adapter: Path) -> tuple[str, ...]:
 
 def adapter_is_nonzero(adapter: Path) -> bool:
     """Whether any LoRA B matrix moved from its zero init, i.e. whether merging can change anything."""
+    from safetensors import safe_open
+
     with safe_open(adapter / "adapter_model.safetensors", framework="pt") as weights:
         return any(weights.get_tensor(name).any() for name in weights.keys() if "lora_B" in name)
 
@@ -74,6 +81,9 @@ def merge_changed_weights(base: Path, merged: Path, targets: tuple[str, ...]) ->
     Tensors are matched by name without its `model.` / `language_model.` parts, which transformers
     renames when it saves a model loaded from an older checkpoint layout.
     """
+    import torch
+    from safetensors import safe_open
+
     in_base = {_plain(name): (name, path) for name, path in _tensor_files(base).items()}
     wanted = [f".{_plain(target)}." for target in targets]
     for name, path in _tensor_files(merged).items():
@@ -88,6 +98,8 @@ def merge_changed_weights(base: Path, merged: Path, targets: tuple[str, ...]) ->
 
 def _tensor_files(model_dir: Path) -> dict[str, Path]:
     """Tensor name -> the safetensors file holding it (one file, or shards listed by an index)."""
+    from safetensors import safe_open
+
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
         weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
@@ -101,3 +113,28 @@ def _tensor_files(model_dir: Path) -> dict[str, Path]:
 
 def _plain(name: str) -> str:
     return ".".join(part for part in name.split(".") if part not in ("model", "language_model"))
+
+
+def export_step(
+    run: RunDir,
+    base: str,
+    adapter: Path,
+    template: str,
+    merged: Path,
+    after: tuple[str, ...],
+    sources: tuple[str, ...],
+    trust_remote_code: bool = False,
+) -> Step:
+    """`llamafactory-cli export`: merge `adapter` into `base` as `merged` (IncLoRA's hand-over between tasks);
+    `sources` are the identities of the base and of the training that made the adapter."""
+    stage = stage_name("export", merged.relative_to(run.root / "checkpoints").as_posix())
+    text = render_export(base, adapter, template, merged.with_name(merged.name + ".partial"), trust_remote_code)
+    digest = identity(text, *sources)
+    return Step(
+        stage,
+        llamafactory.command_line("export", run.config(stage)),
+        digest,
+        run.is_done(stage, digest) and merged.is_dir(),
+        partial(export, run, stage, text, Path(base), adapter, merged),
+        after=after,
+    )

@@ -15,8 +15,9 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from tqdm.auto import tqdm
@@ -27,6 +28,12 @@ from forgetkit.exporters import dataset_entry
 from forgetkit.lf_quiet import quiet
 from forgetkit.recipes import Hardware
 from forgetkit.render import DataSpec, render_predict
+from forgetkit.stage_names import stage_name
+from forgetkit.stages.step import Step, identity
+
+if TYPE_CHECKING:
+    from forgetkit.spec import Study
+from forgetkit.rundir import RunDir
 
 OPTION_LINE = re.compile(r"^([A-Z])\.\s", re.MULTILINE)
 
@@ -278,3 +285,21 @@ def _scored(inputs: PredictInputs, batch_size: int, output: Path | None) -> Path
         return rows
     atomic.write_jsonl(output, rows)
     return output
+
+
+def logits_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    checkpoint: str,
+    dataset: str,
+    predict_config: str,
+    target: Path,
+    upstream: tuple[str, ...],
+) -> Step:
+    """Letter-logit scoring on exactly the inputs LF's prediction would see: built from its config, which keys it."""
+    stage = stage_name("logits", checkpoint, dataset)
+    digest = identity("logits\n" + predict_config, *upstream)
+    action = partial(score_predict_config, predict_config, study.hardware.device, study.eval.batch_size, target)
+    command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
 from forgetkit.stages import llamafactory
+from forgetkit.stages.step import Step, identity
 
 PREDICTIONS = "generated_predictions.jsonl"
 
@@ -27,3 +29,15 @@ def predict(run: RunDir, stage: str, config_text: str, scratch: Path, target: Pa
     with contextlib.suppress(OSError):
         scratch.parent.rmdir()
     return target
+
+
+def predict_step(run: RunDir, stage: str, config_text: str, target: Path, upstream: tuple[str, ...]) -> Step:
+    """`llamafactory-cli train` of a predict YAML (`do_predict`), keyed by the YAML and what it reads."""
+    digest = identity(config_text, *upstream)
+    return Step(
+        stage,
+        llamafactory.command_line("train", run.config(stage)),
+        digest,
+        run.is_done(stage, digest) and target.is_file(),
+        partial(predict, run, stage, config_text, run.scratch(stage), target),
+    )

@@ -12,12 +12,14 @@ enough to run on every checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.render import DataSpec
+from forgetkit.stage_names import stage_name
 from forgetkit.stages.logits import (
     PredictInputs,
     autocast,
@@ -26,6 +28,14 @@ from forgetkit.stages.logits import (
     load_lf_model,
     load_predict_inputs,
 )
+from forgetkit.stages.step import Step, identity
+
+if TYPE_CHECKING:
+    from forgetkit.spec import Study
+import json
+
+from forgetkit.models import ModelSpec
+from forgetkit.rundir import RunDir
 
 ANSWER_TOKENS = ("A", "B", "C", "D")
 
@@ -173,3 +183,50 @@ def probe(
     if output is not None:
         atomic.write_json(output, result)
     return result
+
+
+def probe_step(
+    study: Study,
+    run: RunDir,
+    base: ModelSpec,
+    model_path: str,
+    checkpoint: str,
+    adapter: Path | None,
+    upstream: tuple[str, ...],
+) -> Step:
+    """Drift of the checkpoint (a full model, or an adapter on `model_path`) from the study's base model."""
+    settings = {
+        "base": base.path,
+        "checkpoint": str(adapter or model_path),
+        "checkpoint_base": model_path if adapter else None,
+        "dataset_dir": study.data.dataset_dir,
+        "dataset": study.eval.probe,
+        "template": base.template,
+        "image_max_pixels": study.data.image_max_pixels,
+        "cutoff_len": study.data.cutoff_len,
+        "bf16": study.hardware.bf16,
+        "device": study.hardware.device,
+        "batch_size": study.eval.batch_size,
+        "trust_remote_code": study.trust_remote_code,
+    }
+    stage = stage_name("probe", checkpoint)
+    target = run.probe(checkpoint)
+    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
+    action = partial(
+        probe,
+        settings["base"],
+        settings["checkpoint"],
+        settings["dataset_dir"],
+        settings["dataset"],
+        base.template,
+        image_max_pixels=settings["image_max_pixels"],
+        cutoff_len=settings["cutoff_len"],
+        bf16=settings["bf16"],
+        device=settings["device"],
+        batch_size=settings["batch_size"],
+        checkpoint_base=settings["checkpoint_base"],
+        output=target,
+        trust_remote_code=settings["trust_remote_code"],
+    )
+    command = f"forgetkit probe {base.path} {settings['checkpoint']} --dataset {study.eval.probe} (in process)"
+    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from forgetkit.rundir import RunDir, checkpoint_dirs, is_complete_checkpoint
+from forgetkit.stage_names import stage_name
 from forgetkit.stages import llamafactory
+from forgetkit.stages.step import Step, identity
+
+if TYPE_CHECKING:
+    from forgetkit.spec import Study
+from forgetkit.built_data import data_identity
+from forgetkit.models import ModelSpec
+from forgetkit.recipes import Recipe
+from forgetkit.render import DataSpec, render_train
 
 
 def train(run: RunDir, stage: str, config_text: str, output_dir: Path) -> list[Path]:
@@ -27,3 +38,39 @@ def drop_unresumable(output_dir: Path) -> None:
             shutil.rmtree(folder)
     if not checkpoint_dirs(output_dir):
         shutil.rmtree(output_dir)
+
+
+def train_step(
+    study: Study,
+    run: RunDir,
+    model: ModelSpec,
+    label: str,
+    recipe: Recipe,
+    data: DataSpec,
+    source: str,
+    after: tuple[str, ...] = (),
+) -> Step:
+    """`llamafactory-cli train` of `model` (whose identity is `source`) into `checkpoints/<label>`; a rerun resumes
+    from LF's last checkpoint."""
+    output_dir = run.checkpoints(label)
+    logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
+    text = render_train(
+        model,
+        recipe,
+        data,
+        output_dir,
+        study.hardware,
+        seed=study.seed,
+        logging_steps=logging_steps,
+        trust_remote_code=study.trust_remote_code,
+    )
+    stage = stage_name("train", label)
+    digest = identity(text, source, *(data_identity(data.dataset_dir, name) for name in data.train))
+    return Step(
+        stage,
+        llamafactory.command_line("train", run.config(stage)),
+        digest,
+        run.is_done(stage, digest),
+        partial(train, run, stage, text, output_dir),
+        after=after,
+    )

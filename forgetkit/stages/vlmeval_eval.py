@@ -23,18 +23,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from tqdm.auto import tqdm
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.models import check_checkpoint, local_model_dir
 from forgetkit.render import MAX_NEW_TOKENS
+from forgetkit.stage_names import stage_name
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
+from forgetkit.stages.step import Step, identity
 from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
-# kind -> (config.json model_type, transformers class that loads it)
+if TYPE_CHECKING:
+    from forgetkit.spec import Study
+import contextlib
+
+from forgetkit.built_data import VLMEVAL
+from forgetkit.models import TEMPLATE_KINDS, ModelSpec
+from forgetkit.rundir import RunDir
+
 # "auto" keeps the checkpoint's own dtype.
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 # The source datasets VMCBench draws from: VLMEvalKit's VMCBench report indexes every one of them, so a
@@ -81,6 +90,8 @@ def benchmark_for(dataset: str) -> Benchmark:
 def check_tsv(lmu_data: Path, dataset: str) -> None:
     """The TSV must be local (forgetkit never lets VLMEvalKit download), and a VMCBench TSV must cover
     every category VLMEvalKit's report indexes."""
+    import pandas as pd
+
     benchmark = benchmark_for(dataset)
     tsv = lmu_data / f"{dataset}.tsv"
     if not tsv.is_file():
@@ -215,6 +226,8 @@ def _update(bar: tqdm, log: Path) -> None:
 
 def _collect(pred_root: Path, dataset: str, work_dir: Path, log: Path) -> float:
     """Accuracy from VLMEvalKit's `_acc.csv`, per-item hits to JSONL; the two must agree."""
+    import pandas as pd
+
     benchmark = benchmark_for(dataset)
     acc_file = pred_root / f"{MODEL_NAME}_{dataset}_acc.csv"
     items_file = pred_root / f"{MODEL_NAME}_{dataset}{benchmark.result_suffix}.xlsx"
@@ -241,6 +254,8 @@ def _collect(pred_root: Path, dataset: str, work_dir: Path, log: Path) -> float:
 
 
 def _item(row: dict) -> dict:
+    import pandas as pd
+
     item = {
         "index": row["index"] if isinstance(row["index"], int) else str(row["index"]),
         "prediction": "" if pd.isna(row["prediction"]) else str(row["prediction"]),
@@ -262,3 +277,76 @@ def _failure(pred_root: Path, dataset: str, log: Path) -> str:
         return last_error(log)
     reason = entry.get("error_message") or entry.get("skip_reason")
     return " ".join(str(reason).split())[:500] if reason else last_error(log)
+
+
+def vlmeval_step(
+    study: Study,
+    run: RunDir,
+    model_path: str,
+    base: ModelSpec,
+    checkpoint: str,
+    datasets: tuple[str, ...],
+    adapter: Path | None,
+    upstream: tuple[str, ...],
+) -> Step:
+    names = tuple(name.removeprefix(VLMEVAL) for name in datasets)
+
+    if base.template not in TEMPLATE_KINDS:
+        raise ForgetkitError(
+            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {base.template!r}"
+        )
+    pixels = (study.eval.vlmeval_min_pixels, study.eval.vlmeval_max_pixels)
+    if None in pixels and base.vlmeval_entry is None:
+        raise ForgetkitError(
+            f"vlmeval: {base.name} has no VLMEvalKit config entry to take its image limits from; "
+            "set eval.vlmeval_min_pixels and eval.vlmeval_max_pixels in the spec"
+        )
+    stage = stage_name("vlmeval", checkpoint)
+    settings = {
+        "model": model_path,
+        "adapter": str(adapter) if adapter else None,
+        "kind": TEMPLATE_KINDS[base.template],
+        "datasets": names,
+        "vlmeval_entry": base.vlmeval_entry if None in pixels else None,
+        "image_min_pixels": pixels[0],
+        "image_max_pixels": pixels[1],
+        "max_new_tokens": study.eval.max_new_tokens,
+        "device": study.hardware.device,
+    }
+    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
+    targets = [run.predictions(checkpoint, f"{VLMEVAL}{name}") for name in names]
+    return Step(
+        stage,
+        f"python -m {RUNNER} --config {run.scratch(stage)}/vlmeval_config.json --judge exact_matching",
+        digest,
+        run.is_done(stage, digest) and all(target.is_file() for target in targets),
+        partial(_evaluate, study, run, stage, settings, targets),
+    )
+
+
+def _evaluate(study: Study, run: RunDir, stage: str, settings: dict, targets: list[Path]) -> None:
+    """VLMEvalKit's own runner and judge; its per-item verdicts are kept as this checkpoint's predictions."""
+    scratch = run.scratch(stage)
+    lmudata = Path(study.data.dataset_dir) / study.eval.lmudata
+    run_vlmeval(
+        Path(settings["model"]),
+        settings["datasets"],
+        lmudata,
+        scratch,
+        run.log(stage),
+        kind=settings["kind"],
+        adapter=Path(settings["adapter"]) if settings["adapter"] else None,
+        device=settings["device"],
+        vlmeval_entry=settings["vlmeval_entry"],
+        image_min_pixels=settings["image_min_pixels"],
+        image_max_pixels=settings["image_max_pixels"],
+        max_new_tokens=settings["max_new_tokens"],
+    )
+    for name, target in zip(settings["datasets"], targets):
+        items = [json.loads(line) for line in predictions_path(scratch, name).read_text(encoding="utf-8").splitlines()]
+        rows = [{"predict": i["prediction"], "label": i["answer"], "correct": i["correct"]} for i in items]
+        atomic.write_jsonl(target, rows)
+    atomic.write_text(run.config(stage).with_suffix(".json"), (scratch / "vlmeval_config.json").read_text("utf-8"))
+    shutil.rmtree(scratch, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        scratch.parent.rmdir()
