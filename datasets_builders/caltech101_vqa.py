@@ -44,16 +44,18 @@ from datasets_builders.classification import (
     QUESTION_PARAM,
     LabelledImages,
     build_classification,
-    class_name_choice,
     classification_question,
+)
+from datasets_builders.hf_images import HFImages, hf_source_images, is_hf_source
+from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.sources import (
+    check_split,
+    chosen_names,
+    class_name_choice,
+    clip_benchmark_names,
     describe_choice,
-    folder_class_names,
-    read_class_names,
     scan_class_folders,
 )
-from datasets_builders.flowers102_vqa import clip_benchmark_names
-from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
-from datasets_builders.registry import BuildOptions, BuildResult, register
 from forgetkit.errors import ForgetkitError
 
 log = logging.getLogger(__name__)
@@ -129,13 +131,12 @@ def caltech101_names(keys: Sequence[str], choice: str) -> list[str]:
 )
 def build(options: BuildOptions) -> BuildResult:
     """Caltech101 (torchvision layout, ImageFolder or HF dataset) → 4-option CLIP-hard MCQs (caltech101_vqa_<split>)."""
-    if options.split not in SPLITS:
-        raise ForgetkitError(f"caltech101-vqa has no split {options.split!r}; choose train or test")
+    check_split(options, "caltech101-vqa", SPLITS)
     dataset = f"caltech101_vqa_{options.split}"
     question = classification_question("caltech101_vqa", options)
     choice = class_name_choice(options, NAME_LISTS)
-    if options.source is not None and is_hf_source(options.source):
-        images = hf_images(options.source, options, choice, dataset)
+    if is_hf_source(options.source):
+        images = hf_images(options, choice, dataset)
     else:
         images = folder_images(options.require_source(LAYOUTS), options, choice)
     return build_classification(images, dataset, options, question=question, name_source=describe_choice(choice))
@@ -146,10 +147,7 @@ def folder_images(source: Path, options: BuildOptions, choice: str | Path) -> La
     split_file = split_file_path(options, source)
     root = categories_root(source)
     folders, paths, labels = scan_class_folders(root, skip=BACKGROUND)
-    if isinstance(choice, Path):
-        names = folder_class_names(folders, read_class_names(choice), str(choice))
-    else:
-        names = caltech101_names(folders, choice)
+    names = chosen_names(choice, folders, lambda list_name: caltech101_names(folders, list_name))
     if split_file is None:
         chosen, dropped = seeded_split(labels, folders, options), {}
     else:
@@ -158,19 +156,23 @@ def folder_images(source: Path, options: BuildOptions, choice: str | Path) -> La
     return LabelledImages([paths[i] for i in chosen], labels[chosen], names, root, dropped)
 
 
-def hf_images(source: Path, options: BuildOptions, choice: str | Path, dataset: str) -> LabelledImages:
+def hf_images(options: BuildOptions, choice: str | Path, dataset: str) -> LabelledImages:
     """A Hugging Face Caltech101, background dropped; a single split is divided the seeded way."""
     if options.param("split_file") not in (None, SEEDED):
         raise ForgetkitError(
             "--param split_file matches images by <category>/<file>, which a Hugging Face source lacks; drop it "
             "(both splits are taken as published, a single one is split the seeded way)"
         )
-    hf = open_hf_images(source, options.split)
-    hf = hf.drop_classes([i for i, name in enumerate(hf.class_names) if name.lower() in BACKGROUND])
-    if hf.only_split:
-        hf = hf.with_rows(hf.rows[seeded_split(hf.labels[hf.rows], hf.class_names, options)])
-    names = hf_class_names(hf, choice, lambda label_names, _: caltech101_names(label_names, str(choice)))
-    return hf_labelled_images(hf, names, options, dataset)
+
+    def prepare(hf: HFImages) -> HFImages:
+        hf = hf.drop_classes([i for i, name in enumerate(hf.class_names) if name.lower() in BACKGROUND])
+        if hf.only_split:
+            hf = hf.with_rows(hf.rows[seeded_split(hf.labels[hf.rows], hf.class_names, options)])
+        return hf
+
+    return hf_source_images(
+        options, dataset, choice, lambda label_names, _: caltech101_names(label_names, str(choice)), prepare
+    )
 
 
 def split_file_path(options: BuildOptions, source: Path) -> Path | None:

@@ -1,22 +1,20 @@
 """The path every CLIP-hard classification builder shares: labelled images in, 4-option MCQs out.
 
 A classification builder only has to find its images, their labels and the class names
-(`LabelledImages`); `build_classification` does the rest (paper App. B.1), asking each set's question as the
-authors' builders do (`forgetkit.records.QUESTIONS`).
+(`LabelledImages`, read with `sources` and `hf_images`); `build_classification` does the rest (paper App. B.1),
+asking each set's question as the authors' builders do (`forgetkit.records.QUESTIONS`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.output import export
+from datasets_builders.output import export, image_ref
 from datasets_builders.registry import BuildOptions, BuildResult, seeded_subset
 from forgetkit.clip_encoder import Clip
 from forgetkit.distractors import group_names, pick_distractors, place_answers
@@ -25,7 +23,6 @@ from forgetkit.records import LETTERS, PAPER_QUESTION, QUESTIONS, MCQRecord
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 QUESTION_PARAM = {
     "question": "released (default): the set's question as the authors' builder writes it; "
     "paper: App. B.1's one text for every set, '... (A, B, C, or D).'"
@@ -86,29 +83,6 @@ def classification_question(family: str, options: BuildOptions) -> str:
     return QUESTIONS[family] if choice == "released" else PAPER_QUESTION
 
 
-def class_name_choice(options: BuildOptions, lists: Sequence[str]) -> str | Path:
-    """What `--class-names` asks for: one of the builder's named lists (the first is the default) or a file."""
-    value = options.class_names
-    if value is None:
-        return lists[0]
-    if str(value) in lists:
-        return str(value)
-    if not value.is_file():
-        raise ForgetkitError(
-            f"--class-names {value} is neither a file nor one of this builder's lists ({', '.join(lists)}); "
-            "pass one of them or a file of '<key> <class name>' lines"
-        )
-    return value
-
-
-def describe_choice(choice: str | Path) -> str:
-    """A `class_name_choice` as the manifest records it: the list's name, or the file's name and content hash
-    (not its path, so the same names give the same manifest wherever they live)."""
-    if isinstance(choice, Path):
-        return f"file {choice.name} (sha256 {hashlib.sha256(choice.read_bytes()).hexdigest()})"
-    return choice
-
-
 def classification_records(
     images: LabelledImages, dataset: str, options: BuildOptions, question: str
 ) -> tuple[list[MCQRecord], dict[str, str]]:
@@ -153,74 +127,6 @@ def classification_records(
         for i, (index, row, answer) in enumerate(zip(keep, option_groups, answers))
     ]
     return records, skipped
-
-
-def scan_class_folders(root: Path, skip: frozenset[str] = frozenset()) -> tuple[list[str], list[Path], np.ndarray]:
-    """An ImageFolder tree: one sub-folder per class, images inside; sorted, so order is stable.
-
-    Folders named in `skip` (lower-cased) are not classes. A folder without images is refused, as torchvision's
-    ImageFolder refuses it (the authors' ImageNet builder reads with it): kept, it would be a class of no image
-    offered only as a distractor.
-    """
-    if not root.is_dir():
-        raise ForgetkitError(f"source folder {root} does not exist; pass the folder holding one sub-folder per class")
-    folders = sorted(
-        p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name.lower() not in skip
-    )
-    paths: list[Path] = []
-    labels: list[int] = []
-    empty: list[str] = []
-    for index, folder in enumerate(folders):
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        paths.extend(files)
-        labels.extend([index] * len(files))
-        if not files:
-            empty.append(folder.name)
-    extensions = ", ".join(sorted(IMAGE_SUFFIXES))
-    if not paths:
-        raise ForgetkitError(
-            f"no images found under {root}; expected {root}/<class>/<image>.jpg (extensions: {extensions})"
-        )
-    if empty:
-        raise ForgetkitError(
-            f"{len(empty)} class folder(s) under {root} hold no images, e.g. {empty[0]!r}; an empty folder would be "
-            f"a class offered only as a distractor: add its images ({extensions}) or remove the folder"
-        )
-    return [f.name for f in folders], paths, np.asarray(labels, dtype=np.int64)
-
-
-def read_class_names(path: Path) -> dict[str, str]:
-    """A `folder name<TAB or space>class name` file, one class per line (ImageNet's
-    LOC_synset_mapping.txt has this shape)."""
-    if not path.is_file():
-        raise ForgetkitError(f"class-name file {path} does not exist")
-    mapping: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(None, 1)
-        if len(parts) != 2:
-            raise ForgetkitError(f"{path}:{number}: expected '<folder> <class name>', got {line!r}")
-        if parts[0] in mapping:
-            raise ForgetkitError(f"{path}:{number}: folder {parts[0]!r} is named twice")
-        mapping[parts[0]] = parts[1].strip()
-    return mapping
-
-
-def folder_class_names(folders: Sequence[str], mapping: dict[str, str], mapping_name: str) -> list[str]:
-    """The class name of each folder; every folder must be named, else the error says how to name them."""
-    missing = [folder for folder in folders if folder not in mapping]
-    if missing:
-        raise ForgetkitError(
-            f"{len(missing)} class folder(s) have no name in {mapping_name}, e.g. {missing[0]!r}; "
-            "pass --class-names FILE with one '<folder> <class name>' line per class"
-        )
-    return [mapping[folder] for folder in folders]
-
-
-def image_ref(path: Path, out_dir: Path) -> str:
-    """LF resolves image paths against its dataset_dir, which is `out_dir`."""
-    return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
 
 
 def _relative_id(path: Path, root: Path) -> str:

@@ -22,27 +22,30 @@ number, folder name, or ClassLabel name/index.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from datasets_builders.classification import (
     QUESTION_PARAM,
     LabelledImages,
     build_classification,
-    class_name_choice,
     classification_question,
-    describe_choice,
-    folder_class_names,
-    read_class_names,
-    scan_class_folders,
 )
-from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
+from datasets_builders.hf_images import hf_source_images, is_hf_source
 from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.sources import (
+    check_split,
+    chosen_names,
+    class_name_choice,
+    clip_benchmark_names,
+    describe_choice,
+    integer_vector,
+    load_mat,
+    scan_class_folders,
+    split_folder,
+)
 from forgetkit.errors import ForgetkitError
 
 SPLIT_SCHEMES = {
@@ -57,12 +60,6 @@ LAYOUTS = (
     "torchvision's Flowers102 folder (flowers-102/ with jpg/, imagelabels.mat, setid.mat), an ImageFolder "
     "(SOURCE/<split>/<class>/*.jpg), a datasets save_to_disk folder, or hf:OWNER/NAME"
 )
-
-
-def clip_benchmark_names(key: str) -> list[str]:
-    """One class-name list from clip-benchmark's en_classnames.json (package data; nothing heavy imported)."""
-    text = resources.files("clip_benchmark.datasets").joinpath("en_classnames.json").read_text(encoding="utf-8")
-    return list(json.loads(text)[key])
 
 
 def flowers_names() -> list[str]:
@@ -80,14 +77,12 @@ def flowers_names() -> list[str]:
 )
 def build(options: BuildOptions) -> BuildResult:
     """Flowers102 (torchvision layout, ImageFolder, HF dataset) -> 4-option CLIP-hard MCQs (flowers102_vqa_<split>)."""
-    if options.split not in SPLIT_FOLDERS:
-        raise ForgetkitError(f"flowers102-vqa has no split {options.split!r}; choose one of: train, val, test")
+    check_split(options, "flowers102-vqa", tuple(SPLIT_FOLDERS))
     dataset = f"flowers102_vqa_{options.split}"
     question = classification_question("flowers102_vqa", options)
     choice = class_name_choice(options, NAME_LISTS)
-    if options.source is not None and is_hf_source(options.source):
-        hf = open_hf_images(options.source, options.split)
-        images = hf_labelled_images(hf, hf_class_names(hf, choice, keyed_names), options, dataset)
+    if is_hf_source(options.source):
+        images = hf_source_images(options, dataset, choice, keyed_names)
     else:
         source = options.require_source(LAYOUTS)
         base = torchvision_base(source)
@@ -134,15 +129,14 @@ def torchvision_images(base: Path, options: BuildOptions, choice: str | Path) ->
             f"{split_file}: '{'/'.join(keys)}' holds image ids outside 1..{len(labels)} (imagelabels.mat labels "
             f"{len(labels)} images); the two files are from different releases"
         )
-    names = flowers_names()
-    numbers = [str(number) for number in range(1, len(names) + 1)]
+    listed = flowers_names()
+    numbers = [str(number) for number in range(1, len(listed) + 1)]
     split_labels = labels[ids - 1] - 1
-    if split_labels.min() < 0 or split_labels.max() >= len(names):
+    if split_labels.min() < 0 or split_labels.max() >= len(listed):
         raise ForgetkitError(
-            f"{label_file}: labels must be 1..{len(names)}, found {split_labels.min() + 1}..{split_labels.max() + 1}"
+            f"{label_file}: labels must be 1..{len(listed)}, found {split_labels.min() + 1}..{split_labels.max() + 1}"
         )
-    if isinstance(choice, Path):
-        names = folder_class_names(numbers, read_class_names(choice), str(choice))
+    names = chosen_names(choice, numbers, lambda _: listed)
     paths = [base / "jpg" / f"image_{image_id:05d}.jpg" for image_id in ids.tolist()]
     return LabelledImages(paths, split_labels, names, base)
 
@@ -150,10 +144,7 @@ def torchvision_images(base: Path, options: BuildOptions, choice: str | Path) ->
 def folder_images(source: Path, split: str, choice: str | Path) -> LabelledImages:
     root = split_folder(source, split, SPLIT_FOLDERS)
     folders, paths, labels = scan_class_folders(root)
-    if isinstance(choice, Path):
-        names = folder_class_names(folders, read_class_names(choice), str(choice))
-    else:
-        names = keyed_names(folders, str(root))
+    names = chosen_names(choice, folders, lambda _: keyed_names(folders, str(root)))
     return LabelledImages(paths, labels, names, root)
 
 
@@ -171,41 +162,3 @@ def keyed_names(keys: Sequence[str], where: str) -> list[str]:
             f"{where}: class {bad[0]!r} is past Flowers102's {len(names)} classes; pass --class-names FILE"
         )
     return [names[number] for number in numbers]
-
-
-def split_folder(source: Path, split: str, aliases: Mapping[str, Sequence[str]]) -> Path:
-    """`source/<split>` (or an alias such as valid/), else `source` itself, unless it has other splits' folders."""
-    if not source.is_dir():
-        raise ForgetkitError(f"source {source} is not a folder")
-    for name in aliases.get(split, (split,)):
-        if (source / name).is_dir():
-            return source / name
-    known = {name for names in aliases.values() for name in names}
-    present = sorted(child.name for child in source.iterdir() if child.is_dir() and child.name in known)
-    if present:
-        raise ForgetkitError(f"{source} has no folder for split {split!r} (it has {', '.join(present)})")
-    return source
-
-
-def load_mat(path: Path, expected: str) -> dict:
-    """A MATLAB .mat file as scipy.io.loadmat reads it (squeezed); unreadable → an error naming the file.
-
-    Any exception counts: on a damaged file scipy raises MatReadError, ValueError, IndexError and more.
-    """
-    try:
-        return scipy.io.loadmat(path, squeeze_me=True)
-    except Exception as err:
-        raise ForgetkitError(f"cannot read {path} as a MATLAB .mat file ({err}); expected {expected}") from None
-
-
-def integer_vector(mat: dict, key: str, path: Path) -> np.ndarray:
-    """Variable `key` of a loaded .mat as a 1-D int64 array (MATLAB stores these as doubles or ints)."""
-    if key not in mat:
-        found = ", ".join(sorted(name for name in mat if not name.startswith("__"))) or "none"
-        raise ForgetkitError(f"{path} has no variable {key!r} (it has: {found})")
-    values = np.atleast_1d(np.asarray(mat[key]))
-    if values.ndim != 1 or not len(values) or values.dtype.kind not in "iuf" or np.any(values != np.round(values)):
-        raise ForgetkitError(
-            f"{path}: {key!r} must be a non-empty vector of whole numbers, got {values.dtype} of shape {values.shape}"
-        )
-    return values.astype(np.int64)

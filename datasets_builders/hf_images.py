@@ -18,15 +18,17 @@ import dataclasses
 import io
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image as PILImage
 
-from datasets_builders.classification import IMAGE_SUFFIXES, LabelledImages, read_class_names
+from datasets_builders.classification import LabelledImages
+from datasets_builders.output import write_image
 from datasets_builders.registry import BuildOptions, seeded_subset
+from datasets_builders.sources import IMAGE_SUFFIXES, chosen_names
 from forgetkit.errors import ForgetkitError
 
 if TYPE_CHECKING:
@@ -74,8 +76,10 @@ class HFImages:
         return dataclasses.replace(self, rows=rows)
 
 
-def is_hf_source(source: Path) -> bool:
-    """`hf:NAME`, or a folder that `save_to_disk` wrote."""
+def is_hf_source(source: Path | None) -> bool:
+    """`hf:NAME`, or a folder that `save_to_disk` wrote (a builder without `--source` has neither)."""
+    if source is None:
+        return False
     if str(source).startswith(HF_PREFIX):
         return True
     return (source / "dataset_dict.json").is_file() or (
@@ -110,15 +114,30 @@ def open_hf_images(source: Path, split: str) -> HFImages:
     return HFImages(dataset, image_column, class_names, labels, rows, where, only_split)
 
 
+def hf_source_images(
+    options: BuildOptions,
+    dataset: str,
+    choice: str | Path,
+    default: Callable[[list[str], str], list[str]],
+    prepare: Callable[[HFImages], HFImages] | None = None,
+) -> LabelledImages:
+    """The Hugging Face branch of every classification builder: `--split` of `--source`, changed by `prepare`
+    (e.g. Caltech101 dropping its background), named by `hf_class_names`, its `--limit` subset written as files."""
+    images = open_hf_images(options.source, options.split)
+    if prepare is not None:
+        images = prepare(images)
+    return hf_labelled_images(images, hf_class_names(images, choice, default), options, dataset)
+
+
 def hf_class_names(images: HFImages, choice: str | Path, default: Callable[[list[str], str], list[str]]) -> list[str]:
     """An HF source's class names: the `--class-names` file when `choice` is one (keyed by ClassLabel name or
     index), else `default(ClassLabel names, source description)`, the builder's rule for its chosen named list."""
-    if isinstance(choice, Path):
-        return rename_classes(images.class_names, read_class_names(choice), str(choice))
-    return default(images.class_names, images.where)
+    return chosen_names(
+        choice, images.class_names, lambda _: default(images.class_names, images.where), rename=rename_classes
+    )
 
 
-def rename_classes(class_names: list[str], mapping: Mapping[str, str], mapping_name: str) -> list[str]:
+def rename_classes(class_names: Sequence[str], mapping: Mapping[str, str], mapping_name: str) -> list[str]:
     """Class names from a `--class-names` file whose keys are the ClassLabel names or their 0-based indices
     (indices serve names that contain spaces, which a `<key> <name>` line cannot hold)."""
     named: list[str] = []
@@ -244,7 +263,7 @@ def _write_images(images: HFImages, rows: np.ndarray, folder: Path, strict: bool
                 paths.append(None)
                 continue
             path = folder / f"{row}{_suffix(data, stored_path)}"
-            written += _write_if_changed(path, data)
+            written += write_image(path, data)
             paths.append(path)
     if missing:
         log.warning(
@@ -273,21 +292,6 @@ def _suffix(data: bytes, stored_path: str | None) -> str:
             return FORMAT_SUFFIXES.get(image.format or "", ".bin")
     except (OSError, ValueError):
         return ".bin"
-
-
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    """Write unless a file of the same size is there (a resumed build); rename into place so no reader
-    sees half a file. No fsync per image: over a million small files it would dominate the build, and a
-    file cut short by a crash has the wrong size, so the next run rewrites it."""
-    try:
-        if path.stat().st_size == len(data):
-            return False
-    except FileNotFoundError:
-        pass
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return True
 
 
 def first_line(err: BaseException) -> str:

@@ -20,11 +20,11 @@ from datasets_builders.classification import (
     LabelledImages,
     build_classification,
     classification_question,
-    scan_class_folders,
 )
 from datasets_builders.hf_images import is_hf_source
-from datasets_builders.imagenet_vqa import folder_names, hf_imagenet_images, imagenet_wnids
+from datasets_builders.imagenet_classes import folder_names, hf_imagenet_images, imagenet_wnids
 from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.sources import check_split, scan_class_folders
 from forgetkit.errors import ForgetkitError
 
 VARIANTS = ("matched-frequency", "threshold0.7", "top-images")
@@ -44,14 +44,11 @@ LAYOUTS = (
 )
 def build(options: BuildOptions) -> BuildResult:
     """ImageNetV2 class-index folders or a Hugging Face dataset -> 4-option CLIP-hard MCQs (imagenetv2_vqa_<split>)."""
-    if options.split not in SPLITS:
-        raise ForgetkitError(
-            f"imagenetv2-vqa has no split {options.split!r}: ImageNetV2 is one test set; pass --split test or val"
-        )
+    check_split(options, "imagenetv2-vqa", SPLITS, ": ImageNetV2 is one test set")
     dataset = f"imagenetv2_vqa_{options.split}"
     question = classification_question("imagenetv2_vqa", options)
-    if options.source is not None and is_hf_source(options.source):
-        images, name_source = hf_imagenet_images(options.source, options, dataset)
+    if is_hf_source(options.source):
+        images, name_source = hf_imagenet_images(options, dataset)
         return build_classification(images, dataset, options, question=question, name_source=name_source)
     source = options.require_source(LAYOUTS)
     root = variant_root(source, options.param("variant") or VARIANTS[0])

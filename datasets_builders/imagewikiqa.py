@@ -48,11 +48,10 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from datasets_builders.classification import image_ref, read_class_names
-from datasets_builders.imagenet_vqa import imagenet_wnid_names
-from datasets_builders.output import export
+from datasets_builders.imagenet_classes import imagenet_wnid_names
+from datasets_builders.output import export, image_ref, write_image
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
-from forgetkit import atomic
+from datasets_builders.sources import IMAGE_ERRORS, read_class_names
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN
 from forgetkit.records import LETTERS, MCQRecord
@@ -65,7 +64,6 @@ OPTION_LINE = re.compile(r"([A-Z])\. (.*)")
 WNID = re.compile(r"n\d{8}")
 IMAGE_FOLDER = Path("images") / "imagewikiqa"
 """Where embedded image bytes are written, under `--out`."""
-IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class MalformedRow(ValueError):
@@ -174,13 +172,13 @@ def image_problem(image: Path | bytes) -> str | None:
 
 
 def materialize_image(data: bytes, folder: Path) -> Path:
-    """Write image bytes once to `folder/<sha256>.<ext>`; an existing file is complete (atomic writes)."""
+    """Write image bytes once to `folder/<sha256>.<ext>`, named by their content (`output.write_image`: a rerun
+    keeps a file that holds them)."""
     with Image.open(io.BytesIO(data)) as opened:
         extension = (opened.format or "bin").lower().replace("jpeg", "jpg")
     path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.{extension}"
-    if not path.exists():
-        with atomic.atomic_open(path, "wb") as handle:
-            handle.write(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_image(path, data)
     return path
 
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets_builders.classification import image_ref
-from datasets_builders.llava_665k import convert_conversations, existing_files, load_json_list
-from datasets_builders.output import export_rows
+from datasets_builders.llava_conversations import convert_conversations
+from datasets_builders.output import export_rows, image_ref
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
+from datasets_builders.sources import existing_files, load_json_list
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
 

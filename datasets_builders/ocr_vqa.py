@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +42,9 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from datasets_builders.hf_images import SPLIT_ALIASES, first_line
-from datasets_builders.imagewikiqa import IMAGE_ERRORS
-from datasets_builders.output import export_rows
+from datasets_builders.output import export_rows, write_image
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
+from datasets_builders.sources import IMAGE_ERRORS
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
 
@@ -167,7 +166,7 @@ def write_covers(shards: Shards, offsets: np.ndarray, rows: np.ndarray, out: Pat
                 skips.add(item, f"cannot decode image: {type(err).__name__}: {err}")
                 continue
             name = f"{shards.split}_{start + row:06d}.jpg"
-            written += _write_if_changed(out / relative / name, jpeg)
+            written += write_image(out / relative / name, jpeg)
             images[start + row] = (relative / name).as_posix()
     log.info("ocr-vqa: %d covers in %s (%d written, the rest already there)", len(images), out / relative, written)
     return images
@@ -266,14 +265,3 @@ def _image_cells(path: Path, rows: np.ndarray) -> Iterator[tuple[int, object]]:
             for row in wanted.tolist():
                 yield row, column[row - start].as_py()
         start = stop
-
-
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    """Write unless the same bytes are there (a resumed build); renamed into place, without an fsync per cover,
-    which over 166K covers would dominate the build (a cut-short file differs, so the next run rewrites it)."""
-    if path.is_file() and path.read_bytes() == data:
-        return False
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return True

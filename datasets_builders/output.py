@@ -1,5 +1,6 @@
 """What every build leaves in `--out`: the LF JSON, its dataset_info.json entry, the VLMEvalKit TSV
-(evaluation splits), and a manifest saying how the files were made and what they hold.
+(evaluation splits), and a manifest saying how the files were made and what they hold; and how the images a
+build writes there (`write_image`) and the images its rows point at (`image_ref`) are placed.
 
 Each file is written atomically; the manifest comes last, so a manifest that exists describes
 files that are complete.
@@ -11,6 +12,7 @@ import glob
 import hashlib
 import importlib.metadata
 import json
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -137,3 +139,29 @@ def _source(options: BuildOptions) -> str | None:
     if options.source is None:
         return None
     return str(options.source) if str(options.source).startswith("hf:") else str(options.source.resolve())
+
+
+def image_ref(path: Path, out_dir: Path) -> str:
+    """LF resolves image paths against its dataset_dir, which is `out_dir`."""
+    return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+
+
+def write_image(path: Path, data: bytes) -> bool:
+    """Write image bytes to `path` unless it already holds exactly them (a resumed build); True if written.
+
+    The one resume rule of every builder that writes source image bytes (HF datasets, ImageWikiQA's parquet,
+    OCR-VQA's covers): the size is compared first, so only a file of the right size is read back. Renamed into
+    place, so no reader sees half a file; no fsync per image, which over a million small files would dominate
+    the build: a file a crash left short or wrong differs, so the next run writes it again. BSCCM and PitVis
+    keep their own rule (an existing file is done, as each is written with fsync): it spares decoding the plane
+    or video frame, which comparing bytes would need.
+    """
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return True

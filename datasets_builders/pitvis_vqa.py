@@ -58,10 +58,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from datasets_builders.classification import IMAGE_SUFFIXES, image_ref
-from datasets_builders.output import export
+from datasets_builders.output import export, image_ref
 from datasets_builders.rare_domains import check_split, mcq_records, prompt_layout, sample_options
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register, seeded_subset
+from datasets_builders.sources import IMAGE_SUFFIXES
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 

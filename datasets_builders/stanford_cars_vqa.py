@@ -32,16 +32,20 @@ from datasets_builders.classification import (
     QUESTION_PARAM,
     LabelledImages,
     build_classification,
-    class_name_choice,
     classification_question,
-    describe_choice,
-    folder_class_names,
-    read_class_names,
-    scan_class_folders,
 )
-from datasets_builders.flowers102_vqa import integer_vector, load_mat, split_folder
-from datasets_builders.hf_images import hf_class_names, hf_labelled_images, is_hf_source, open_hf_images
+from datasets_builders.hf_images import hf_source_images, is_hf_source
 from datasets_builders.registry import BuildOptions, BuildResult, register
+from datasets_builders.sources import (
+    check_split,
+    chosen_names,
+    class_name_choice,
+    describe_choice,
+    integer_vector,
+    load_mat,
+    scan_class_folders,
+    split_folder,
+)
 from forgetkit.errors import ForgetkitError
 
 SPLITS = ("train", "test")
@@ -74,15 +78,14 @@ def listed_names(names: Sequence[str], choice: str) -> list[str]:
 @register("stanford-cars-vqa", params=QUESTION_PARAM)
 def build(options: BuildOptions) -> BuildResult:
     """Stanford Cars (devkit, ImageFolder or HF dataset) -> 4-option CLIP-hard MCQs (stanford_cars_vqa_<split>)."""
-    if options.split not in SPLITS:
-        raise ForgetkitError(f"stanford-cars-vqa has no split {options.split!r}; choose train or test")
+    check_split(options, "stanford-cars-vqa", SPLITS)
     dataset = f"stanford_cars_vqa_{options.split}"
     question = classification_question("stanford_cars_vqa", options)
     choice = class_name_choice(options, NAME_LISTS)
-    if options.source is not None and is_hf_source(options.source):
-        hf = open_hf_images(options.source, options.split)
-        names = hf_class_names(hf, choice, lambda label_names, _: listed_names(label_names, str(choice)))
-        images = hf_labelled_images(hf, names, options, dataset)
+    if is_hf_source(options.source):
+        images = hf_source_images(
+            options, dataset, choice, lambda label_names, _: listed_names(label_names, str(choice))
+        )
     else:
         source = options.require_source(LAYOUTS)
         base = source / "stanford_cars" if (source / "stanford_cars").is_dir() else source
@@ -115,21 +118,15 @@ def devkit_images(base: Path, options: BuildOptions, choice: str | Path) -> Labe
             f"{annotation_file}: class must be 1..{len(names)} (cars_meta.mat has {len(names)} names), "
             f"found {classes.min()}..{classes.max()}"
         )
-    if isinstance(choice, Path):
-        keys = [str(number) for number in range(1, len(names) + 1)]
-        names = folder_class_names(keys, read_class_names(choice), str(choice))
-    else:
-        names = listed_names(names, choice)
-    return LabelledImages([images / name for name in files], classes - 1, names, images)
+    keys = [str(number) for number in range(1, len(names) + 1)]
+    chosen = chosen_names(choice, keys, lambda list_name: listed_names(names, list_name))
+    return LabelledImages([images / name for name in files], classes - 1, chosen, images)
 
 
 def folder_images(source: Path, options: BuildOptions, choice: str | Path) -> LabelledImages:
     root = split_folder(source, options.split, SPLIT_FOLDERS)
     folders, paths, labels = scan_class_folders(root)
-    if isinstance(choice, Path):
-        names = folder_class_names(folders, read_class_names(choice), str(choice))
-    else:
-        names = listed_names(folders, choice)
+    names = chosen_names(choice, folders, lambda list_name: listed_names(folders, list_name))
     return LabelledImages(paths, labels, names, root)
 
 

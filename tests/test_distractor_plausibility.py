@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from datasets_builders.imagenet_vqa import imagenet_wnid_names, imagenet_wnids
+from datasets_builders.imagenet_classes import imagenet_wnid_names, imagenet_wnids
 from forgetkit.distractors import group_names, pick_distractors
 from forgetkit.testing import wordnet
 

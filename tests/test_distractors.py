@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from datasets_builders.imagenet_vqa import imagenet_names
+from datasets_builders.imagenet_classes import imagenet_names
 from forgetkit.distractors import group_names, pick_distractors, place_answers
 
 

@@ -22,7 +22,7 @@ from datasets import Dataset, Features, Image, Value
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
-from datasets_builders.imagenet_vqa import _synset_lemmas, imagenet_label_names, imagenet_wnids
+from datasets_builders.imagenet_classes import _synset_lemmas, imagenet_label_names, imagenet_wnids
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 

@@ -10,7 +10,7 @@ from classification_sources import check_prompts, check_questions, manifest, sav
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
-from datasets_builders.imagenet_vqa import _synset_lemmas, imagenet_names, imagenet_wnid_names, imagenet_wnids
+from datasets_builders.imagenet_classes import _synset_lemmas, imagenet_names, imagenet_wnid_names, imagenet_wnids
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 

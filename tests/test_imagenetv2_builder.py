@@ -18,7 +18,7 @@ from classification_sources import (
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
-from datasets_builders.imagenet_vqa import imagenet_names
+from datasets_builders.imagenet_classes import imagenet_names
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 

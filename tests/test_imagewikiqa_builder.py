@@ -15,7 +15,7 @@ from PIL import Image
 
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
-from datasets_builders.imagenet_vqa import imagenet_wnid_names
+from datasets_builders.imagenet_classes import imagenet_wnid_names
 from datasets_builders.imagewikiqa import split_text
 from forgetkit.errors import ForgetkitError
 
