@@ -2,7 +2,7 @@
 
 The tiny random Qwen2.5-VL is fine-tuned by LF (`llamafactory-cli train`, LLM full, lr 3e-3, batch 4) on the
 synthetic `imagenet-vqa` MCQs, saving every `--save-steps`. Each checkpoint is then probed against the base on
-a drawn caption set (`forgetkit.testing.captions`, held out: no letter is a right answer there), and scored by
+a drawn caption set (`forgetkit.fixtures.captions`, held out: no letter is a right answer there), and scored by
 logits on the MCQ val set for comparison. Printed per checkpoint: KL(base || checkpoint) at the first answer
 position and over the first `--positions` answer tokens, the letter mass on captions (base, checkpoint), the
 share of caption prompts whose most likely first token is unchanged, the MCQ letter mass and accuracy, and
@@ -34,6 +34,7 @@ from pathlib import Path
 
 from scoring import build_set
 
+from forgetkit.fixtures.captions import write_caption_set
 from forgetkit.models import resolve_model
 from forgetkit.recipes import CPU, Recipe
 from forgetkit.render import DataSpec, render_train
@@ -42,7 +43,6 @@ from forgetkit.scoring import score_file
 from forgetkit.stages import llamafactory
 from forgetkit.stages.logits import score_by_logits
 from forgetkit.stages.probe import probe
-from forgetkit.testing.captions import write_caption_set
 
 CAPTIONS = "shape_captions"
 MCQ = "imagenet_vqa_val"

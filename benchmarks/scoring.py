@@ -41,6 +41,7 @@ from pathlib import Path
 
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
+from forgetkit.fixtures.synthetic import make_image_folder
 from forgetkit.matchers import letter
 from forgetkit.models import resolve_model
 from forgetkit.recipes import CPU, Hardware, Recipe
@@ -49,7 +50,6 @@ from forgetkit.rundir import checkpoint_dirs
 from forgetkit.scoring import score_file
 from forgetkit.stages import llamafactory
 from forgetkit.stages.logits import load_lf_model, load_predict_inputs, score_inputs
-from forgetkit.testing.synthetic import make_image_folder
 
 DATASET = "imagenet_vqa_val"
 

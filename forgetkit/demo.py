@@ -8,14 +8,14 @@ from pathlib import Path
 
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
+from forgetkit.fixtures.captions import write_caption_set
+from forgetkit.fixtures.demo_sources import DOMAINS, write_imagewikiqa, write_mllm_cl, write_ood_image_folder
+from forgetkit.fixtures.synthetic import make_image_folder
+from forgetkit.fixtures.vlmeval_data import TINY_MMMU, write_mmmu_tsv
 from forgetkit.protocol import mllm_cl_set
 from forgetkit.resources import bundled
 from forgetkit.spec import load_study
 from forgetkit.study import launch
-from forgetkit.testing.captions import write_caption_set
-from forgetkit.testing.demo_sources import DOMAINS, write_imagewikiqa, write_mllm_cl, write_ood_image_folder
-from forgetkit.testing.synthetic import make_image_folder
-from forgetkit.testing.vlmeval_data import TINY_MMMU, write_mmmu_tsv
 
 SPLITS = {"train": 16, "val": 4}
 REPLAY = 4

@@ -104,7 +104,7 @@ def resolve_model(name_or_path: str, template: str | None = None) -> ModelSpec:
     Anything not in the registry needs `template`, since LF cannot guess the chat format.
     """
     if name_or_path == TINY:
-        from forgetkit.testing.tiny_model import tiny_model_dir
+        from forgetkit.tiny_model import tiny_model_dir
 
         return _with_local_type(ModelSpec(TINY, str(tiny_model_dir()), template or "qwen2_vl"))
     if name_or_path in REGISTRY:

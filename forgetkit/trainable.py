@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.lf_quiet import quiet
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 if TYPE_CHECKING:
     import torch

@@ -15,7 +15,7 @@ from datasets.load import configure_builder_class
 from datasets.packaged_modules.parquet.parquet import Parquet, ParquetConfig
 from PIL import Image as PILImage
 
-from forgetkit.testing.synthetic import class_names, draw
+from forgetkit.fixtures.synthetic import class_names, draw
 
 SHAPES = class_names()
 

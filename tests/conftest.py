@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from forgetkit.clip_encoder import ClipSpec
-from forgetkit.testing.synthetic import make_image_folder
+from forgetkit.fixtures.synthetic import make_image_folder
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from forgetkit.spec import load_study
 from forgetkit.stages import llamafactory
 from forgetkit.stages.chat_predict import chat_predict, engine_args, eval_rows
 from forgetkit.study import plan
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 DATASET = "imagenet_vqa_val"
 PIXELS = 4096

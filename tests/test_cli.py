@@ -191,8 +191,8 @@ def test_report_of_several_runs_merges_their_table2(
 def test_probe_of_a_model_against_itself_reports_no_drift(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
-    from forgetkit.testing.captions import write_caption_set
-    from forgetkit.testing.tiny_model import tiny_model_dir
+    from forgetkit.fixtures.captions import write_caption_set
+    from forgetkit.tiny_model import tiny_model_dir
 
     write_caption_set(tmp_path / "data")
     args = ["probe", "tiny-qwen2.5-vl", str(tiny_model_dir()), "--data", str(tmp_path / "data")]

@@ -13,8 +13,8 @@ from PIL import Image as PILImage
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.exporters import write_vlmeval_tsv
+from forgetkit.fixtures.lf_loader import load_with_llamafactory
 from forgetkit.records import MCQRecord
-from forgetkit.testing.lf_loader import load_with_llamafactory
 from forgetkit.vlmeval_run import EMPTY_IS_MISSING, texts_kept
 
 

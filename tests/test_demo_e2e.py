@@ -21,7 +21,7 @@ from forgetkit.scoring import score_file
 from forgetkit.spec import load_study
 from forgetkit.stages.export import merge_changed_weights
 from forgetkit.study import launch
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 pytestmark = pytest.mark.slow
 CHECKPOINTS = ["zero-shot", "llm-full/checkpoint-15", "llm-full/checkpoint-30", "llm-lora/checkpoint-30"]

@@ -9,12 +9,12 @@ from transformers import AutoTokenizer
 
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.demo import CAPTIONS, build_demo_data
+from forgetkit.fixtures.demo_sources import DOMAINS, WIKI_QUESTIONS
+from forgetkit.fixtures.synthetic import OOD_COLORS, OOD_SHAPES, class_names
 from forgetkit.records import CLASSIFICATION_QUESTION
 from forgetkit.resources import bundled
 from forgetkit.spec import load_study
-from forgetkit.testing.demo_sources import DOMAINS, WIKI_QUESTIONS
-from forgetkit.testing.synthetic import OOD_COLORS, OOD_SHAPES, class_names
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 ROWS = {
     "imagenet_vqa_train": 192,

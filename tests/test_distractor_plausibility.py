@@ -17,7 +17,7 @@ import torch
 
 from datasets_builders.imagenet_classes import imagenet_wnid_names, imagenet_wnids
 from forgetkit.distractors import group_names, pick_distractors
-from forgetkit.testing import wordnet
+from forgetkit.fixtures import wordnet
 
 pytestmark = pytest.mark.skipif(
     not wordnet.available(),

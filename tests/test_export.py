@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from forgetkit.fixtures.hf_cache import place_in_hub_cache
 from forgetkit.stages.export import adapter_is_nonzero, adapter_targets, merge_changed_weights, unchanged_by_merge
-from forgetkit.testing.hf_cache import place_in_hub_cache
 
 BASE = {
     "model.layers.0.self_attn.q_proj.weight": torch.ones(4, 4),

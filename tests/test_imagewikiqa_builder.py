@@ -164,7 +164,7 @@ def test_the_authors_mischoice_matcher_finds_the_four_options_in_lfs_saved_promp
     from llamafactory.hparams import DataArguments
     from transformers import AutoTokenizer
 
-    from forgetkit.testing.tiny_model import tiny_model_dir
+    from forgetkit.tiny_model import tiny_model_dir
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir())
     template = get_template_and_fix_tokenizer(tokenizer, DataArguments(template="qwen2_vl"))

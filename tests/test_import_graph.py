@@ -90,3 +90,15 @@ def test_planning_a_study_imports_no_tool_nor_torch() -> None:
     heavy = ("torch", "pandas", "llamafactory", "vlmeval", "transformers")
     code = f"import sys, forgetkit.study, forgetkit.slurm; print([m for m in {heavy!r} if m in sys.modules])"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_library_code_never_imports_the_fixtures() -> None:
+    """`forgetkit/fixtures/` draws the demo's and the tests' data; only the demo may use it."""
+    graph = import_graph()
+    users = {
+        module
+        for module, targets in graph.items()
+        if any(target.startswith("forgetkit.fixtures") for target in targets)
+        and not module.startswith("forgetkit.fixtures")
+    }
+    assert users == {"forgetkit.demo"}

@@ -175,7 +175,7 @@ def test_bad_source_and_params_fail_with_the_fix(source: Path, tmp_path: Path) -
 
 
 def test_llamafactory_reads_image_and_text_only_rows_through_dataset_info(built) -> None:
-    from forgetkit.testing.lf_loader import load_with_llamafactory
+    from forgetkit.fixtures.lf_loader import load_with_llamafactory
 
     out, rows, _ = built
     dataset, tokenizer = load_with_llamafactory(out, "llava_665k")

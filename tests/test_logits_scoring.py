@@ -10,13 +10,13 @@ from PIL import Image
 from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
+from forgetkit.fixtures.lf_loader import load_with_llamafactory
 from forgetkit.recipes import CPU
 from forgetkit.render import DataSpec, render_predict
 from forgetkit.scoring import score_file
 from forgetkit.stages import llamafactory
 from forgetkit.stages.logits import letter_token_ids, load_predict_inputs, option_letters, score_by_logits
-from forgetkit.testing.lf_loader import load_with_llamafactory
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 DATASET = "imagenet_vqa_val"
 PIXELS = 4096

@@ -10,12 +10,12 @@ import pytest
 
 from forgetkit.cli import main
 from forgetkit.errors import ForgetkitError
+from forgetkit.fixtures.hf_cache import place_in_hub_cache
 from forgetkit.models import local_model_dir, model_identity, resolve_model
 from forgetkit.resources import bundled
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
 from forgetkit.study import plan
-from forgetkit.testing.hf_cache import place_in_hub_cache
 
 HUB_ID = "forgetkit-test/small-vl"
 

@@ -248,7 +248,7 @@ def test_bad_sources_fail_in_one_line_with_the_fix(source: Path, tmp_path: Path)
 def test_llamafactory_reads_the_rows_as_it_reads_the_authors_alpaca_entry(built, tmp_path: Path) -> None:
     """The authors' processed/train.json rows (question, answer, image_path) under their `ocrvqa_train` alpaca
     entry tokenise exactly like forgetkit's sharegpt rows."""
-    from forgetkit.testing.lf_loader import load_with_llamafactory
+    from forgetkit.fixtures.lf_loader import load_with_llamafactory
 
     built_out, rows, _ = built
     out = tmp_path / "out"

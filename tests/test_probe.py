@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.fixtures.captions import write_caption_set
 from forgetkit.stages.logits import batches, letter_token_ids, load_predict_inputs, option_letters
 from forgetkit.stages.probe import probe
-from forgetkit.testing.captions import write_caption_set
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 DATASET = "shape_captions"
 SETTINGS = {"image_max_pixels": 4096}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from forgetkit.testing.captions import write_caption_set
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.fixtures.captions import write_caption_set
+from forgetkit.tiny_model import tiny_model_dir
 
 
 def model_shipping_code(root: Path) -> tuple[Path, Path]:

@@ -7,7 +7,7 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from forgetkit.models import TINY, resolve_model
-from forgetkit.testing.tiny_model import tiny_model_dir
+from forgetkit.tiny_model import tiny_model_dir
 
 
 def test_tiny_model_is_cached_and_resolves_by_name() -> None:

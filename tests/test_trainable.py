@@ -15,7 +15,7 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.models import resolve_model
 from forgetkit.recipes import Hardware, Method, Part, Recipe
 from forgetkit.render import DataSpec, render_train
-from forgetkit.testing.tiny_model import RECIPE
+from forgetkit.tiny_model import RECIPE
 from forgetkit.trainable import PARTS, trainable_parameters
 
 QWEN_3B = resolve_model("qwen2.5-vl-3b")

@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.fixtures.hf_cache import place_in_hub_cache
+from forgetkit.fixtures.vlmeval_data import TINY_MMMU, TINY_VMCBENCH, write_mmmu_tsv, write_vmcbench_tsv
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
 from forgetkit.stages import vlmeval_eval
 from forgetkit.stages.vlmeval_eval import VMCBENCH_CATEGORIES, predictions_path, run_vlmeval
 from forgetkit.study import launch, plan
-from forgetkit.testing.hf_cache import place_in_hub_cache
-from forgetkit.testing.tiny_model import tiny_model_dir
-from forgetkit.testing.vlmeval_data import TINY_MMMU, TINY_VMCBENCH, write_mmmu_tsv, write_vmcbench_tsv
+from forgetkit.tiny_model import tiny_model_dir
 from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
 LLAVA_TEMPLATE = (
