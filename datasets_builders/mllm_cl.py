@@ -32,6 +32,7 @@ from datasets_builders.registry import BuildOptions, BuildResult, Skips, registe
 from datasets_builders.sources import existing_files, load_json_list
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import IMAGE_TOKEN, lf_dataset_entry
+from forgetkit.protocol import mllm_cl_set
 
 DOMAINS = ("RS", "Med", "AD", "Sci", "Fin")
 """The paper's task order (PROTOCOL §4), which is also the folder names."""
@@ -182,7 +183,7 @@ def build(options: BuildOptions) -> BuildResult:
 def build_test(source: Path, domain: str, options: BuildOptions) -> BuildResult:
     rows, meta, skipped = question_rows(source, domain, options)
     keep = seeded_subset(len(rows), options.limit, options.seed)
-    dataset = f"mllmcl_{domain.lower()}_test"
+    dataset = mllm_cl_set(domain, "test")
     details = {"domain": domain, "meta": f"{dataset}.meta.jsonl"}
     entry = lf_dataset_entry(f"{dataset}.json")
     sidecars = {"meta": [meta[k] for k in keep]}
@@ -199,7 +200,7 @@ def build_train(source: Path, domain: str, replay: int | None, options: BuildOpt
     keep = seeded_subset(len(rows), options.limit, options.seed)
     rows = [rows[k] for k in keep]
     details: dict = {"domain": domain, "leading_gpt_turns_dropped": dropped}
-    dataset = f"mllmcl_{domain.lower()}_train"
+    dataset = mllm_cl_set(domain, "train", replay)
     if replay is not None:
         replayed = {}
         for past in order[: order.index(domain)]:
@@ -210,7 +211,6 @@ def build_train(source: Path, domain: str, replay: int | None, options: BuildOpt
                 {"row": past_sources[k], "id": past_raw[past_sources[k]].get("id")} for k in chosen.tolist()
             ]
             skipped |= past_skipped
-        dataset += f"_replay{replay}"
         details |= {"order": order, "replay_per_task": replay, "replayed": replayed}
     entry = lf_dataset_entry(f"{dataset}.json")
     return export_rows(rows, dataset, options, entry, skipped=skipped, details=details)
