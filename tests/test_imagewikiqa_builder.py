@@ -16,7 +16,7 @@ from PIL import Image
 from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
 from datasets_builders.imagenet_classes import imagenet_wnid_names
-from datasets_builders.imagewikiqa import split_text
+from datasets_builders.imagewikiqa_release import split_text
 from forgetkit.errors import ForgetkitError
 
 INSTRUCTION = "Choose A, B, C, or D."
