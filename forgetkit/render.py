@@ -33,6 +33,10 @@ DECODINGS = (GREEDY, LF_DEFAULTS)
 """How prediction decodes: greedy, or LF's own generation defaults (what the authors' eval configs left on)."""
 MAX_NEW_TOKENS = 16
 """How many tokens greedy prediction (LF and VLMEvalKit) may write: a letter or a short answer fits."""
+EVAL_BATCH_SIZE = 8
+"""Rows per forward pass when a checkpoint is evaluated (prediction, letter logits, the drift probe)."""
+SEED = 42
+"""A study's seed when its spec gives none: training's data order and init, LF's sampling under lf-defaults."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +97,7 @@ def render_train(
     data: DataSpec,
     output_dir: str | Path,
     hardware: Hardware,
-    seed: int = 42,
+    seed: int = SEED,
     logging_steps: int = 10,
     deepspeed: str | None = None,
     trust_remote_code: bool = False,
@@ -134,11 +138,11 @@ def render_predict(
     data: DataSpec,
     output_dir: str | Path,
     hardware: Hardware,
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     max_new_tokens: int = MAX_NEW_TOKENS,
     adapter: str | Path | None = None,
     decoding: str = GREEDY,
-    seed: int = 42,
+    seed: int = SEED,
     trust_remote_code: bool = False,
 ) -> str:
     """Prediction, greedy by default; the image pixel limit is the training one, so eval sees what training saw.

@@ -19,7 +19,7 @@ from forgetkit.knobs import Count, Flag, Size, Text, checked, shown
 from forgetkit.presets import get_preset
 from forgetkit.protocol import MLLM_CL_TEST, MLLM_CL_TRAIN, QUADRANTS
 from forgetkit.recipes import CPU, Hardware, Method, Part, Recipe
-from forgetkit.render import DECODINGS, GREEDY, LF_DEFAULTS, MAX_NEW_TOKENS, DataSpec
+from forgetkit.render import DECODINGS, EVAL_BATCH_SIZE, GREEDY, LF_DEFAULTS, MAX_NEW_TOKENS, SEED, DataSpec
 from forgetkit.train_config import mixing, resolve_recipe
 from forgetkit.yamlfile import load_yaml
 
@@ -49,7 +49,7 @@ class EvalSpec:
 
     datasets: tuple[Text, ...] = ()
     quadrants: dict[str, tuple[Text, ...]] = field(default_factory=dict)
-    batch_size: Count = 8
+    batch_size: Count = EVAL_BATCH_SIZE
     max_new_tokens: Count = MAX_NEW_TOKENS
     probe: Text | None = None
     """A held-out non-MCQ dataset (e.g. captions): every checkpoint's drift from the base is measured on it."""
@@ -192,7 +192,7 @@ def load_study(path: Path) -> Study:
         name=name,
         model=_model_path(checked(Text, raw["model"], f"{path}: model"), path),
         template=checked(Text | None, raw.get("template"), f"{path}: template"),
-        seed=checked(Size, raw.get("seed", 42), f"{path}: seed"),
+        seed=checked(Size, raw.get("seed", SEED), f"{path}: seed"),
         data=data,
         eval=eval_spec,
         hardware=_hardware(raw.get("hardware", "gpu"), path),

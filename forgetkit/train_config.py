@@ -14,7 +14,7 @@ from forgetkit.mixing import mix_plan, number
 from forgetkit.models import DEFAULT_MODEL, ModelSpec, resolve_model
 from forgetkit.presets import Preset, get_preset
 from forgetkit.recipes import CPU, Hardware, Recipe
-from forgetkit.render import DataSpec, render_train, validate
+from forgetkit.render import SEED, DataSpec, render_train, validate
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class TrainRequest:
     cpu: bool = False
     deepspeed: str | None = None
     output_dir: str | None = None
-    seed: int = 42
+    seed: int = SEED
     trust_remote_code: bool = False
 
 

@@ -27,7 +27,7 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import dataset_entry
 from forgetkit.lf_quiet import quiet
 from forgetkit.recipes import Hardware
-from forgetkit.render import DataSpec, render_predict
+from forgetkit.render import EVAL_BATCH_SIZE, DataSpec, render_predict
 from forgetkit.stage_names import stage_name
 from forgetkit.stages.step import Step, identity
 
@@ -210,7 +210,7 @@ def autocast(inputs: PredictInputs) -> Any:
     return torch.autocast(torch.device(inputs.device).type, dtype=torch.bfloat16, enabled=inputs.bf16)
 
 
-def score_inputs(model: Any, inputs: PredictInputs, batch_size: int = 8) -> list[dict]:
+def score_inputs(model: Any, inputs: PredictInputs, batch_size: int = EVAL_BATCH_SIZE) -> list[dict]:
     """One forward pass per batch; each row's letter is the argmax of the next-token logits over its letters.
 
     Returned in dataset order.
@@ -247,7 +247,7 @@ def score_by_logits(
     cutoff_len: int = DataSpec.cutoff_len,
     bf16: bool = False,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     output: Path | None = None,
     trust_remote_code: bool = False,
 ) -> Path | list[dict]:

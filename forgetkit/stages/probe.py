@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.render import DataSpec
+from forgetkit.render import EVAL_BATCH_SIZE, DataSpec
 from forgetkit.stage_names import stage_name
 from forgetkit.stages.logits import (
     PredictInputs,
@@ -83,7 +83,7 @@ def probe(
     cutoff_len: int = DataSpec.cutoff_len,
     bf16: bool = False,
     device: str = "cpu",
-    batch_size: int = 8,
+    batch_size: int = EVAL_BATCH_SIZE,
     answer_tokens: Sequence[str] = ANSWER_TOKENS,
     positions: int = 1,
     checkpoint_base: str | Path | None = None,
