@@ -27,7 +27,7 @@ from forgetkit.built_data import VLMEVAL
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.matchers import AUTO, MissingField, get_matcher, resolve
-from forgetkit.rundir import ZERO_SHOT, RunDir
+from forgetkit.rundir import RunDir
 from forgetkit.stage_names import stage_kind, stage_subject
 
 VERDICT_KEYS = ("correct", "hit")
@@ -371,77 +371,3 @@ def stage_predictions(run: RunDir, stage: str) -> list[Path]:
         return []
     benchmarks = read_json(config, dict, "restore it or delete it (it records what the stage ran)").get("data")
     return [run.predictions(rest, f"{VLMEVAL}{name}") for name in benchmarks] if isinstance(benchmarks, dict) else []
-
-
-def quadrant_means(table: dict[str, dict[str, dict]], quadrants: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    """{checkpoint: {quadrant: mean accuracy of its datasets}} (PROTOCOL.md §2), for quadrants fully scored."""
-    means: dict[str, dict[str, float]] = {}
-    for checkpoint, row in table.items():
-        for quadrant, datasets in quadrants.items():
-            if datasets and all(d in row for d in datasets):
-                means.setdefault(checkpoint, {})[quadrant] = sum(row[d]["accuracy"] for d in datasets) / len(datasets)
-    return means
-
-
-def format_quadrants(means: dict[str, dict[str, float]], baseline: str = ZERO_SHOT) -> str:
-    """Quadrant accuracy in percent with the change from `baseline` in percentage points, as the paper reports."""
-    quadrants = list(dict.fromkeys(q for row in means.values() for q in row))
-    base = means.get(baseline, {})
-    rows = []
-    for checkpoint, row in means.items():
-        cells = []
-        for quadrant in quadrants:
-            if quadrant not in row:
-                cells.append("-")
-            elif checkpoint == baseline or quadrant not in base:
-                cells.append(f"{row[quadrant] * 100:.2f}")
-            else:
-                cells.append(f"{row[quadrant] * 100:.2f} ({(row[quadrant] - base[quadrant]) * 100:+.2f})")
-        rows.append([checkpoint, *cells])
-    return _columns(["checkpoint", *quadrants], rows)
-
-
-def format_table(table: dict[str, dict[str, dict]]) -> str:
-    """Accuracy in percent, one row per checkpoint, one column per dataset."""
-    datasets = sorted({dataset for row in table.values() for dataset in row})
-    header = ["checkpoint", *datasets]
-    rows = [
-        [checkpoint, *(f"{row[d]['accuracy'] * 100:.2f}" if d in row else "-" for d in datasets)]
-        for checkpoint, row in table.items()
-    ]
-    return _columns(header, rows)
-
-
-def continual_matrix(table: dict[str, dict[str, dict]], sequence: dict) -> list[list[float | None]]:
-    """Accuracy after each stage (rows) on each task's test set (columns); None where not evaluated
-    (a task not yet seen, or a stage not run yet)."""
-    return [
-        [table.get(stage, {}).get(test, {}).get("accuracy") for test in sequence["tests"]]
-        for stage in sequence["stages"]
-    ]
-
-
-def format_run(run: RunDir, table: dict[str, dict[str, dict]]) -> str:
-    """A run's report: every checkpoint x dataset, the quadrant means if the study grouped its datasets,
-    and each continual sequence's task x stage accuracy matrix."""
-    text = format_table(table)
-    quadrants = run.quadrants()
-    if quadrants:
-        text += "\n\nquadrant means, % (change vs zero-shot in pp)\n" + format_quadrants(
-            quadrant_means(table, quadrants)
-        )
-    for name, sequence in run.continual().items():
-        rows = [
-            [f"after {task}", *("-" if acc is None else f"{acc * 100:.2f}" for acc in accuracies)]
-            for task, accuracies in zip(sequence["tasks"], continual_matrix(table, sequence))
-        ]
-        text += f"\n\ncontinual {name} ({sequence['strategy']}), accuracy % on each task's test set\n"
-        text += _columns(["stage", *sequence["tasks"]], rows)
-    return text
-
-
-def _columns(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header, *rows]]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)

@@ -12,8 +12,9 @@ from datasets_builders import BuildOptions
 from datasets_builders import build as run_builder
 from forgetkit.errors import ForgetkitError
 from forgetkit.matchers import MATCHERS
+from forgetkit.report.terminal import format_quadrants, format_table, quadrant_means
 from forgetkit.rundir import RunDir
-from forgetkit.scoring import format_quadrants, format_table, quadrant_means, score_file, score_items, score_run
+from forgetkit.scoring import score_file, score_items, score_run
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:

@@ -12,6 +12,7 @@ from forgetkit.report.inputs import CLASSLABEL_SET
 from forgetkit.report.numbers import FORGOT, LEARNED, MIN_RANKED
 from forgetkit.report.stats import Interval, cell_fields
 from forgetkit.report.tables import FLAG_PP, ID_QUADRANT, TABLE1_QUADRANTS, TABLE2_SIZE
+from forgetkit.report.terminal import text_table
 from forgetkit.rundir import ZERO_SHOT
 
 HEADLINE_RULE = (
@@ -34,7 +35,7 @@ def summary(out_dir: Path) -> str:
     if numbers.get("headlines"):
         parts.append("\n".join(f"{headline(row)}." for row in numbers["headlines"]))
     if numbers["table1"]:
-        parts.append("Table 1 (final checkpoint per recipe)\n" + _text_table(*_table1_cells(numbers)))
+        parts.append("Table 1 (final checkpoint per recipe)\n" + text_table(*_table1_cells(numbers)))
     changes = numbers["changes"]
     forgetting = [row for row in changes if row["forgetting"]]
     lines = [f"{len(forgetting)} of {len(changes)} changes vs zero-shot are forgetting (95 % interval below zero)"]
@@ -42,7 +43,7 @@ def summary(out_dir: Path) -> str:
     lines += [f"  ... and {len(forgetting) - 10} more in changes.csv"] if len(forgetting) > 10 else []
     parts.append("\n".join(lines))
     if numbers["continual"]:
-        parts.append("Table 3 (continual learning)\n" + _text_table(*_table3_cells(numbers)))
+        parts.append("Table 3 (continual learning)\n" + text_table(*_table3_cells(numbers)))
     parts.append(LEGEND)
     return "\n\n".join(parts)
 
@@ -347,9 +348,3 @@ def md_table(header: list[str], rows: list[list[str]]) -> str:
         return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
 
     return "\n".join([line(header), "|" + "---|" * len(header), *map(line, rows)])
-
-
-def _text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [header, *rows]]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
