@@ -84,7 +84,7 @@ def write_vlmeval_tsv(records: Iterable[MCQRecord], path: Path, resolve_image: C
 
     VLMEvalKit takes an empty cell for a missing option, so every option and class text must be non-empty. Texts
     pandas reads as NA by default ('NA', 'None', 'null', ...) are written as they are and come back intact in
-    forgetkit's VLMEvalKit runner (`forgetkit.vlmeval_run.texts_kept`), not in a bare `python -m vlmeval`.
+    forgetkit's VLMEvalKit runner (`forgetkit.stages.vlmeval.runner.texts_kept`), not in a bare `python -m vlmeval`.
     """
     rows = 0
     n_options = 0

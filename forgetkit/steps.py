@@ -17,7 +17,7 @@ from forgetkit.stages.logits import logits_step
 from forgetkit.stages.predict import predict_step
 from forgetkit.stages.probe import probe_step
 from forgetkit.stages.step import Step, base_identity
-from forgetkit.stages.vlmeval_eval import vlmeval_step
+from forgetkit.stages.vlmeval.stage import vlmeval_step
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study

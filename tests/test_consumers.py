@@ -15,7 +15,7 @@ from forgetkit.clip_encoder import ClipSpec
 from forgetkit.exporters import write_vlmeval_tsv
 from forgetkit.fixtures.lf_loader import load_with_llamafactory
 from forgetkit.records import MCQRecord
-from forgetkit.vlmeval_run import EMPTY_IS_MISSING, texts_kept
+from forgetkit.stages.vlmeval.runner import EMPTY_IS_MISSING, texts_kept
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,11 @@ from forgetkit.fixtures.hf_cache import place_in_hub_cache
 from forgetkit.fixtures.vlmeval_data import TINY_MMMU, TINY_VMCBENCH, write_mmmu_tsv, write_vmcbench_tsv
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
-from forgetkit.stages import vlmeval_eval
-from forgetkit.stages.vlmeval_eval import VMCBENCH_CATEGORIES, predictions_path, run_vlmeval
+from forgetkit.stages.vlmeval import stage as vlmeval_eval
+from forgetkit.stages.vlmeval.runner import EMPTY_IS_MISSING
+from forgetkit.stages.vlmeval.stage import VMCBENCH_CATEGORIES, predictions_path, run_vlmeval
 from forgetkit.study import launch, plan
 from forgetkit.tiny_model import tiny_model_dir
-from forgetkit.vlmeval_run import EMPTY_IS_MISSING
 
 LLAVA_TEMPLATE = (
     "{% for message in messages %}"
@@ -45,10 +45,10 @@ def model_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def vlmeval_model(tmp_path_factory: pytest.TempPathFactory):
-    """forgetkit.vlmeval_model imported with LMUData set first, so the import creates no ~/LMUData."""
+    """forgetkit.stages.vlmeval.model imported with LMUData set first, so the import creates no ~/LMUData."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LMUData", str(tmp_path_factory.mktemp("LMUData-import")))
-        from forgetkit import vlmeval_model
+        from forgetkit.stages.vlmeval import model as vlmeval_model
 
         yield vlmeval_model
 
@@ -148,7 +148,7 @@ def test_stage_scores_tiny_mmmu_and_vmcbench_through_vlmevalkit(
         assert scores[name] == pytest.approx(sum(item["correct"] for item in items) / len(items), abs=1e-4)
     # The open MMMU question keeps its free-text answer; VLMEvalKit scored it as a two-option one.
     assert mmmu[-1]["answer"] == "4"
-    assert log.read_text(encoding="utf-8").startswith(f"$ {sys.executable} -m forgetkit.vlmeval_run --config")
+    assert log.read_text(encoding="utf-8").startswith(f"$ {sys.executable} -m forgetkit.stages.vlmeval.runner --config")
     assert "--judge exact_matching" in log.read_text(encoding="utf-8").splitlines()[0]
     assert not (home / "LMUData").exists()
     # The runner read the texts pandas calls missing as texts: VLMEvalKit's result sheet holds them verbatim.
@@ -266,7 +266,7 @@ def test_runner_refuses_a_bad_environment_or_config_in_one_line_before_importing
     config = tmp_path / "cfg.json"
     config.write_text("{model: }" if case == "not-json" else json.dumps({"model": {}, "data": {"MMMU": "MMMUDataset"}}))
     done = subprocess.run(
-        [sys.executable, "-m", "forgetkit.vlmeval_run", "--config", str(config)],
+        [sys.executable, "-m", "forgetkit.stages.vlmeval.runner", "--config", str(config)],
         env=env,
         capture_output=True,
         text=True,

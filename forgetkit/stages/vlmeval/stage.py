@@ -1,6 +1,6 @@
 """VLMEvalKit stage: MMMU and VMCBench accuracies of one checkpoint, scored by VLMEvalKit's own code.
 
-VLMEvalKit runs as a subprocess (`python -m forgetkit.vlmeval_run`, its runner with forgetkit's model
+VLMEvalKit runs as a subprocess (`python -m forgetkit.stages.vlmeval.runner`, its runner with forgetkit's model
 class registered) with `--judge exact_matching`, never its default GPT judge. Accuracies are read from
 its `*_acc.csv` files; each dataset's per-item hits are kept as JSONL for bootstrap intervals.
 
@@ -34,7 +34,7 @@ from forgetkit.render import MAX_NEW_TOKENS
 from forgetkit.stage_names import stage_name
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
 from forgetkit.stages.step import Step, identity
-from forgetkit.vlmeval_run import EMPTY_IS_MISSING
+from forgetkit.stages.vlmeval.runner import EMPTY_IS_MISSING
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
@@ -58,7 +58,7 @@ VMCBENCH_CATEGORIES = (
 MMMU_SPLIT = "validation"
 # The model's key in VLMEvalKit's config; VLMEvalKit names its output folder and files after it.
 MODEL_NAME = "forgetkit"
-RUNNER = "forgetkit.vlmeval_run"
+RUNNER = "forgetkit.stages.vlmeval.runner"
 # VLMEvalKit's inference bar: "Infer forgetkit/<dataset>, Rank 0/1:  40%|████  | 4/10 [...]".
 INFER_PROGRESS = re.compile(r"Infer [^/\r\n]*/([^,\r\n]+), Rank[^:\r\n]*:\s*\d+%\|[^|\r\n]*\|\s*(\d+)/(\d+)")
 

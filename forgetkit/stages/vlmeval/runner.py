@@ -1,4 +1,4 @@
-"""`python -m forgetkit.vlmeval_run ARGS`: VLMEvalKit's own runner (`python -m vlmeval ARGS`) with forgetkit's
+"""`python -m forgetkit.stages.vlmeval.runner ARGS`: VLMEvalKit's own runner (`python -m vlmeval ARGS`) with forgetkit's
 classes registered, since a config's `class` is looked up on `vlmeval.vlm` / `vlmeval.dataset` in the
 process that runs it, and its tables read with their texts intact (`texts_kept`)."""
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     import vlmeval.vlm
     from vlmeval import run
 
-    from forgetkit.vlmeval_model import ForgetkitVLM, SeededVMCBench
+    from forgetkit.stages.vlmeval.model import ForgetkitVLM, SeededVMCBench
 
     vlmeval.vlm.ForgetkitVLM = ForgetkitVLM
     vlmeval.dataset.SeededVMCBench = SeededVMCBench
