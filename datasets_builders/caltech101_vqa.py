@@ -119,6 +119,10 @@ def caltech101_names(keys: Sequence[str], choice: str) -> list[str]:
     return [known.get(key.lower(), key) for key in keys]
 
 
+OUTPUT = "caltech101_vqa_{split}"
+"""The dataset this builder writes (`{split}`: `--split`)."""
+
+
 @register(
     "caltech101-vqa",
     params={
@@ -128,11 +132,12 @@ def caltech101_names(keys: Sequence[str], choice: str) -> list[str]:
         "split_seed": "seeded split: seed of the per-class train/test split, independent of --seed (default 0)",
         **QUESTION_PARAM,
     },
+    output=OUTPUT,
 )
 def build(options: BuildOptions) -> BuildResult:
     """Caltech101 (torchvision layout, ImageFolder or HF dataset) → 4-option CLIP-hard MCQs (caltech101_vqa_<split>)."""
     check_split(options, "caltech101-vqa", SPLITS)
-    dataset = f"caltech101_vqa_{options.split}"
+    dataset = OUTPUT.format(split=options.split)
     question = classification_question("caltech101_vqa", options)
     choice = class_name_choice(options, NAME_LISTS)
     if is_hf_source(options.source):

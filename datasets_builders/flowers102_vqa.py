@@ -67,6 +67,10 @@ def flowers_names() -> list[str]:
     return clip_benchmark_names("flowers")
 
 
+OUTPUT = "flowers102_vqa_{split}"
+"""The dataset this builder writes (`{split}`: `--split`)."""
+
+
 @register(
     "flowers102-vqa",
     params={
@@ -74,11 +78,12 @@ def flowers_names() -> list[str]:
         "(train, val, test = trnid, valid, tstid)",
         **QUESTION_PARAM,
     },
+    output=OUTPUT,
 )
 def build(options: BuildOptions) -> BuildResult:
     """Flowers102 (torchvision layout, ImageFolder, HF dataset) -> 4-option CLIP-hard MCQs (flowers102_vqa_<split>)."""
     check_split(options, "flowers102-vqa", tuple(SPLIT_FOLDERS))
-    dataset = f"flowers102_vqa_{options.split}"
+    dataset = OUTPUT.format(split=options.split)
     question = classification_question("flowers102_vqa", options)
     choice = class_name_choice(options, NAME_LISTS)
     if is_hf_source(options.source):

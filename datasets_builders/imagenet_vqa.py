@@ -33,10 +33,14 @@ def split_root(source: Path, split: str) -> Path:
     return source / split if (source / split).is_dir() else source
 
 
-@register("imagenet-vqa", params=QUESTION_PARAM)
+OUTPUT = "imagenet_vqa_{split}"
+"""The dataset this builder writes (`{split}`: `--split`)."""
+
+
+@register("imagenet-vqa", params=QUESTION_PARAM, output=OUTPUT)
 def build(options: BuildOptions) -> BuildResult:
     """ImageNet(-style) folders or a Hugging Face dataset → 4-option CLIP-hard MCQs (imagenet_vqa_<split>)."""
-    dataset = f"imagenet_vqa_{options.split}"
+    dataset = OUTPUT.format(split=options.split)
     question = classification_question("imagenet_vqa", options)
     if is_hf_source(options.source):
         images, name_source = hf_imagenet_images(options, dataset)

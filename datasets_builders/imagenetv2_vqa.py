@@ -35,17 +35,22 @@ LAYOUTS = (
 )
 
 
+OUTPUT = "imagenetv2_vqa_{split}"
+"""The dataset this builder writes (`{split}`: `--split`)."""
+
+
 @register(
     "imagenetv2-vqa",
     params={
         "variant": f"which ImageNetV2 folder to read under --source: {', '.join(VARIANTS)} (default matched-frequency)",
         **QUESTION_PARAM,
     },
+    output=OUTPUT,
 )
 def build(options: BuildOptions) -> BuildResult:
     """ImageNetV2 class-index folders or a Hugging Face dataset -> 4-option CLIP-hard MCQs (imagenetv2_vqa_<split>)."""
     check_split(options, "imagenetv2-vqa", SPLITS, ": ImageNetV2 is one test set")
-    dataset = f"imagenetv2_vqa_{options.split}"
+    dataset = OUTPUT.format(split=options.split)
     question = classification_question("imagenetv2_vqa", options)
     if is_hf_source(options.source):
         images, name_source = hf_imagenet_images(options, dataset)

@@ -187,7 +187,11 @@ def lf_rows(pairs: Pairs, keep: Sequence[int], images: dict[int, str]) -> list[d
     ]
 
 
-@register("ocr-vqa")
+OUTPUT = "ocr_vqa_{split}"
+"""The dataset this builder writes (`{split}`: `--split`)."""
+
+
+@register("ocr-vqa", output=OUTPUT)
 def build(options: BuildOptions) -> BuildResult:
     """OCR-VQA book-cover questions → LF sharegpt rows, one per question as the authors built them (ocr_vqa_<split>)."""
     shards = find_shards(options.require_source(SOURCE_HINT), options.split)
@@ -197,7 +201,7 @@ def build(options: BuildOptions) -> BuildResult:
     images = write_covers(shards, pairs.offsets, np.unique(pairs.cover[keep]), options.out, skips)
     rows = lf_rows(pairs, keep, images)
     skips.report()
-    dataset = f"ocr_vqa_{options.split}"
+    dataset = OUTPUT.format(split=options.split)
     details = {
         "source_split": shards.split,
         "source_files": [path.name for path in shards.files],

@@ -1,7 +1,7 @@
 """The builder registry: what `forgetkit build-data NAME` can run, and the options every builder gets.
 
 Adding a dataset is one module in this package whose builder function is decorated with
-`@register(name, params=...)`; the package imports every module, and the CLI lists and runs
+`@register(name, params=..., output=...)`; the package imports every module, and the CLI lists and runs
 whatever is registered. Builder-specific knobs arrive as `--param key=value`, declared once in
 `params` so that unknown keys fail with the list of known ones.
 """
@@ -75,6 +75,8 @@ class BuilderInfo:
     name: str
     build: Builder
     params: Mapping[str, str]
+    output: str | None = None
+    """The dataset name it writes, `{split}` filled from `--split`; None where it depends on more (a domain, a mix)."""
 
     @property
     def summary(self) -> str:
@@ -85,16 +87,27 @@ class BuilderInfo:
 BUILDERS: dict[str, BuilderInfo] = {}
 
 
-def register(name: str, params: Mapping[str, str] | None = None) -> Callable[[Builder], Builder]:
-    """Register a builder under `name`; `params` maps each `--param` key it reads to its help text."""
+def register(
+    name: str, params: Mapping[str, str] | None = None, output: str | None = None
+) -> Callable[[Builder], Builder]:
+    """Register a builder under `name`; `params` maps each `--param` key it reads to its help text, `output` is
+    the name of the dataset it writes (`{split}` for the split), which a builder and its callers both read."""
 
     def add(builder: Builder) -> Builder:
         if name in BUILDERS:
             raise ValueError(f"builder {name!r} registered twice")
-        BUILDERS[name] = BuilderInfo(name, builder, dict(params or {}))
+        BUILDERS[name] = BuilderInfo(name, builder, dict(params or {}), output)
         return builder
 
     return add
+
+
+def output_name(builder: str, split: str = "val") -> str:
+    """The dataset builder `builder` writes for `split`, as its registration declares it."""
+    output = get_builder(builder).output
+    if output is None:
+        raise ForgetkitError(f"{builder} names its dataset from more than the split; see its --help")
+    return output.format(split=split)
 
 
 def get_builder(name: str) -> BuilderInfo:

@@ -75,11 +75,15 @@ def listed_names(names: Sequence[str], choice: str) -> list[str]:
     return [year_first(name) for name in names] if choice == "authors" else list(names)
 
 
-@register("stanford-cars-vqa", params=QUESTION_PARAM)
+OUTPUT = "stanford_cars_vqa_{split}"
+"""The dataset this builder writes (`{split}`: `--split`)."""
+
+
+@register("stanford-cars-vqa", params=QUESTION_PARAM, output=OUTPUT)
 def build(options: BuildOptions) -> BuildResult:
     """Stanford Cars (devkit, ImageFolder or HF dataset) -> 4-option CLIP-hard MCQs (stanford_cars_vqa_<split>)."""
     check_split(options, "stanford-cars-vqa", SPLITS)
-    dataset = f"stanford_cars_vqa_{options.split}"
+    dataset = OUTPUT.format(split=options.split)
     question = classification_question("stanford_cars_vqa", options)
     choice = class_name_choice(options, NAME_LISTS)
     if is_hf_source(options.source):

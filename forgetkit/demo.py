@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from datasets_builders import BuildOptions, build
+from datasets_builders.registry import output_name
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.fixtures.captions import write_caption_set
 from forgetkit.fixtures.demo_sources import DOMAINS, write_imagewikiqa, write_mllm_cl, write_ood_image_folder
@@ -52,18 +53,18 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
     builds = [
         *(
             (
-                f"imagenet_vqa_{split}",
+                output_name("imagenet-vqa", split),
                 "imagenet-vqa",
                 BuildOptions(source=images, out=data, split=split, class_names=images / "class_names.txt", clip=clip),
             )
             for split in SPLITS
         ),
         (
-            "flowers102_vqa_test",
+            output_name("flowers102-vqa", "test"),
             "flowers102-vqa",
             BuildOptions(source=ood, out=data, split="test", class_names=ood / "class_names.txt", clip=clip),
         ),
-        ("imagewikiqa", "imagewikiqa", BuildOptions(source=wiki, out=data)),
+        (output_name("imagewikiqa"), "imagewikiqa", BuildOptions(source=wiki, out=data)),
         *(
             (
                 mllm_cl_set(domain, split),

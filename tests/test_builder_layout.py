@@ -1,9 +1,11 @@
 """Builders share code only through shared modules (sources, hf_images, classification, output, ...): no module of
 datasets_builders imports a builder module, i.e. one holding a function registered with `@register`."""
 
+import pytest
 from test_import_graph import import_graph
 
 from datasets_builders import BUILDERS
+from forgetkit.errors import ForgetkitError
 
 
 def builder_modules() -> set[str]:
@@ -28,3 +30,13 @@ def test_the_check_sees_a_builder_importing_another() -> None:
     graph = import_graph()
     graph["datasets_builders.stanford_cars_vqa"].add("datasets_builders.flowers102_vqa")
     assert builder_imports(graph) == {"datasets_builders.stanford_cars_vqa": ["datasets_builders.flowers102_vqa"]}
+
+
+def test_a_registration_declares_the_dataset_it_writes() -> None:
+    from datasets_builders.registry import output_name
+
+    assert output_name("imagenet-vqa", "train") == "imagenet_vqa_train"
+    assert output_name("flowers102-vqa", "test") == "flowers102_vqa_test"
+    assert output_name("imagewikiqa-classlabel") == "imagewikiqa_classlabel"
+    with pytest.raises(ForgetkitError, match="mllm-cl names its dataset from more than the split"):
+        output_name("mllm-cl")
