@@ -21,40 +21,40 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from forgetkit.evals import eval_stages
 from forgetkit.models import ModelSpec
 from forgetkit.rundir import RunDir
 from forgetkit.spec import Continual, Sequence, Study, stage_label
-from forgetkit.stages.export import export_step
-from forgetkit.stages.step import Step
-from forgetkit.stages.train import train_step
-from forgetkit.steps import eval_steps
+from forgetkit.stages.export import export_stage
+from forgetkit.stages.stage import Stage
+from forgetkit.stages.train import train_stage
 
 
-def continual_steps(study: Study, run: RunDir, model: ModelSpec, base: str) -> list[Step]:
+def continual_stages(study: Study, run: RunDir, model: ModelSpec, base: str) -> list[Stage]:
     """Every sequence's stages in order: per task, train from the previous model (IncLoRA: then merge),
     then evaluate on the test sets `continual.eval` names."""
     assert study.continual is not None
-    steps: list[Step] = []
+    steps: list[Stage] = []
     for sequence in study.continual.sequences.values():
-        steps.extend(_sequence_steps(study, run, model, study.continual, sequence, base))
+        steps.extend(_sequence_stages(study, run, model, study.continual, sequence, base))
     return steps
 
 
-def _sequence_steps(
+def _sequence_stages(
     study: Study, run: RunDir, model: ModelSpec, continual: Continual, sequence: Sequence, base: str
-) -> list[Step]:
+) -> list[Stage]:
     """`base` is the base model's identity; each stage's identity then carries the one before it."""
-    steps: list[Step] = []
+    steps: list[Stage] = []
     current, after, source = model.path, (), base
     for index, (task, recipe) in enumerate(zip(continual.tasks, sequence.recipes)):
         label = stage_label(sequence.name, index, task)
         data = replace(study.data, train=(continual.train_set(index, sequence.replay),), mix_probs=())
-        train = train_step(study, run, replace(model, path=current), label, recipe, data, source, after=after)
+        train = train_stage(study, run, replace(model, path=current), label, recipe, data, source, after=after)
         steps.append(train)
         trained = run.checkpoints(label)
         if sequence.strategy == "inclora":
             merged = trained.with_name(trained.name + "-merged")
-            export = export_step(
+            export = export_stage(
                 run,
                 current,
                 trained,
@@ -68,5 +68,5 @@ def _sequence_steps(
             current, after, source = str(merged), (export.name,), export.digest
         else:
             current, after, source = str(trained), (train.name,), train.digest
-        steps.extend(eval_steps(study, run, model, current, label, continual.tested_after(index), source, after=after))
+        steps.extend(eval_stages(study, run, model, current, label, continual.tested_after(index), source, after=after))
     return steps

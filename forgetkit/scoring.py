@@ -359,7 +359,7 @@ def run_predictions(run: RunDir) -> list[tuple[str, str, Path]]:
 
 
 def stage_predictions(run: RunDir, stage: str) -> list[Path]:
-    """The prediction files an eval stage writes, read off its name as `forgetkit.steps` gives it:
+    """The prediction files an eval stage writes, read off its name as `forgetkit.evals` gives it:
     `predict|logits CHECKPOINT DATASET` one, `vlmeval CHECKPOINT` one per benchmark of the VLMEvalKit config
     it kept in configs/ (none known without it); other stages none."""
     kind, rest = stage_kind(stage), stage_subject(stage)

@@ -23,7 +23,7 @@ from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import stage_slug
 from forgetkit.stage_names import KINDS, stage_kind
-from forgetkit.stages.step import Step
+from forgetkit.stages.stage import Stage
 
 RESERVED = ("job-name", "output", "dependency")
 """sbatch options forgetkit sets itself."""
@@ -58,7 +58,7 @@ def parse_options(items: list[str]) -> dict[str, str]:
     return options
 
 
-def plan_jobs(steps: list[Step], spec: Path, run_dir: Path, options: Mapping[str, str]) -> list[Job]:
+def plan_jobs(steps: list[Stage], spec: Path, run_dir: Path, options: Mapping[str, str]) -> list[Job]:
     """The job of every stage not done, in plan order, each waiting only for stages that are not done either.
 
     Scripts are named `RUN/slurm/<NN>-<stage>.sbatch` after the stage's place in the plan. Nothing is written.

@@ -5,7 +5,7 @@ this module writes and reads them, nowhere else does."""
 from __future__ import annotations
 
 KINDS = ("train", "export", "predict", "logits", "vlmeval", "probe")
-"""Every kind of stage a study plans (`forgetkit.steps`)."""
+"""Every kind of stage a study plans (`forgetkit.evals`)."""
 
 
 def stage_name(kind: str, *subject: str) -> str:

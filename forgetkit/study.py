@@ -12,18 +12,18 @@ from pathlib import Path
 
 from forgetkit import atomic
 from forgetkit.built_data import check_built
-from forgetkit.continual import continual_steps
+from forgetkit.continual import continual_stages
 from forgetkit.doctor import require as require_environment
 from forgetkit.errors import ForgetkitError
+from forgetkit.evals import eval_stages
 from forgetkit.models import ModelSpec, local_model_dir, resolve_model
 from forgetkit.recipes import Method, Recipe
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
 from forgetkit.scoring import score_run
 from forgetkit.spec import Study, layout
 from forgetkit.stage_names import stage_name, stage_subject
-from forgetkit.stages.step import Step, base_identity, run_stage
-from forgetkit.stages.train import train_step
-from forgetkit.steps import eval_steps
+from forgetkit.stages.stage import Stage, base_identity, run_stage
+from forgetkit.stages.train import train_stage
 
 DEFAULT_RUNS_DIR = Path("runs") / "out"
 
@@ -32,24 +32,24 @@ def default_run_dir(study: Study) -> Path:
     return DEFAULT_RUNS_DIR / study.name
 
 
-def plan(study: Study, run: RunDir) -> list[Step]:
+def plan(study: Study, run: RunDir) -> list[Stage]:
     """Every stage of the study in order: zero-shot evals (eval sets and continual task test sets, Table 3's
     zero-shot row), per recipe training and the eval of each checkpoint (the checkpoints training will
     save, or has saved), then the continual sequences. Nothing runs here."""
     model = resolve_model(study.model, study.template)
     base = base_identity(model)
     zero_shot = study.eval.all_datasets + (study.continual.test_sets if study.continual else ())
-    steps = eval_steps(study, run, model, model.path, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)), base)
+    steps = eval_stages(study, run, model, model.path, ZERO_SHOT, tuple(dict.fromkeys(zero_shot)), base)
     for recipe_name, recipe in study.recipes.items():
-        train = train_step(study, run, model, recipe_name, recipe, study.data_for(recipe_name), base)
+        train = train_stage(study, run, model, recipe_name, recipe, study.data_for(recipe_name), base)
         steps.append(train)
-        steps.extend(_checkpoint_eval_steps(study, run, model, recipe_name, recipe, train))
+        steps.extend(_checkpoint_eval_stages(study, run, model, recipe_name, recipe, train))
     if study.continual is not None:
-        steps.extend(continual_steps(study, run, model, base))
+        steps.extend(continual_stages(study, run, model, base))
     return steps
 
 
-def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None = None) -> dict | list[Step]:
+def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None = None) -> dict | list[Stage]:
     """Run every stage not already done, then score; return {checkpoint: {dataset: score}}.
 
     With `dry_run`, return the plan without running or writing anything. With `only`, run that one stage
@@ -67,7 +67,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
         return _launch_all(study, run, plan(study, run))
 
 
-def _launch_all(study: Study, run: RunDir, steps: list[Step]) -> dict:
+def _launch_all(study: Study, run: RunDir, steps: list[Stage]) -> dict:
     trains = [step for step in steps if step.kind == "train"]
     for step in trains:
         _check_unchanged(run, step)
@@ -79,7 +79,7 @@ def _launch_all(study: Study, run: RunDir, steps: list[Step]) -> dict:
     by_name = {step.name: step for step in trains}
     for recipe_name, recipe in study.recipes.items():  # checkpoints training saved beyond the planned ones
         train = by_name[stage_name("train", recipe_name)]
-        for step in _checkpoint_eval_steps(study, run, model, recipe_name, recipe, train):
+        for step in _checkpoint_eval_stages(study, run, model, recipe_name, recipe, train):
             if not step.done:
                 _run_stage(study, run, step)
     return score_run(run)
@@ -113,14 +113,14 @@ def prepare(study: Study, run: RunDir) -> None:
         atomic.write_json(run.continual_path, layout(study.continual))
 
 
-def _run_stage(study: Study, run: RunDir, step: Step) -> None:
+def _run_stage(study: Study, run: RunDir, step: Stage) -> None:
     """`run_stage`, once the environment passed the doctor's required checks (a broken install stops
     here with the doctor's line, not inside a stage's log)."""
     require_environment(study.hardware.device)
     run_stage(run, step)
 
 
-def _launch_one(study: Study, run: RunDir, steps: list[Step], name: str) -> list[Step]:
+def _launch_one(study: Study, run: RunDir, steps: list[Stage], name: str) -> list[Stage]:
     by_name = {step.name: step for step in steps}
     if name not in by_name:
         raise ForgetkitError(f"no stage {name!r} in this study; `forgetkit launch SPEC --dry-run` lists them")
@@ -136,7 +136,7 @@ def _launch_one(study: Study, run: RunDir, steps: list[Step], name: str) -> list
     return steps
 
 
-def _check_unchanged(run: RunDir, step: Step) -> None:
+def _check_unchanged(run: RunDir, step: Stage) -> None:
     """Refuse to train into checkpoints a different config (or base model, or data) made."""
     output_dir = run.checkpoints(stage_subject(step.name))
     previous = run.read_state().get(step.name)
@@ -147,9 +147,9 @@ def _check_unchanged(run: RunDir, step: Step) -> None:
         )
 
 
-def _checkpoint_eval_steps(
-    study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe, train: Step
-) -> list[Step]:
+def _checkpoint_eval_stages(
+    study: Study, run: RunDir, model: ModelSpec, recipe_name: str, recipe: Recipe, train: Stage
+) -> list[Stage]:
     """Evals of the checkpoints on disk, or before training of those LF will save (every save_steps and the last)."""
     output_dir = run.checkpoints(recipe_name)
     saved = checkpoint_dirs(output_dir)
@@ -161,8 +161,8 @@ def _checkpoint_eval_steps(
         label = f"{recipe_name}/{checkpoint.name}"
         datasets = study.eval.all_datasets
         if recipe.method is Method.lora:
-            evals = eval_steps(study, run, model, model.path, label, datasets, train.digest, adapter=checkpoint)
+            evals = eval_stages(study, run, model, model.path, label, datasets, train.digest, adapter=checkpoint)
         else:
-            evals = eval_steps(study, run, model, str(checkpoint), label, datasets, train.digest)
+            evals = eval_stages(study, run, model, str(checkpoint), label, datasets, train.digest)
         steps.extend(dataclasses.replace(step, requires=checkpoint, after=(train.name,)) for step in evals)
     return steps

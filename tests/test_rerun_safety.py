@@ -12,7 +12,7 @@ from built_data import built
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
-from forgetkit.stages.step import Step
+from forgetkit.stages.stage import Stage
 from forgetkit.study import launch, plan
 
 DATASETS = ("train_set", "eval_set")
@@ -32,7 +32,7 @@ def study_spec(folder: Path, lr: str = "1.0e-4", continual: bool = False) -> Pat
     return spec
 
 
-def all_done(run: RunDir, steps: list[Step]) -> None:
+def all_done(run: RunDir, steps: list[Stage]) -> None:
     """Record every stage done, with its outputs, as a finished launch leaves them."""
     for step in steps:
         run.mark(step.name, "done", step.digest)

@@ -12,7 +12,7 @@ from forgetkit.recipes import CPU, Part
 from forgetkit.resources import bundled
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
-from forgetkit.stages.step import Step
+from forgetkit.stages.stage import Stage
 from forgetkit.study import launch, plan
 
 
@@ -290,7 +290,7 @@ def test_a_relative_model_path_is_the_spec_folders(tmp_path: Path, monkeypatch: 
     assert load_study(path).model == "org/mine"  # a hub id stays one
 
 
-def trusts_model_code(step: Step) -> bool:
+def trusts_model_code(step: Stage) -> bool:
     """What a planned stage hands LF: the probe's keyword, else its YAML (logits: the predict YAML it reads) or
     the vLLM stage's settings."""
     if "trust_remote_code" in step.action.keywords:
@@ -301,7 +301,7 @@ def trusts_model_code(step: Step) -> bool:
 
 @pytest.mark.parametrize("trusted", [False, True])
 def test_trust_remote_code_reaches_every_stage_that_loads_the_model(tmp_path: Path, trusted: bool) -> None:
-    steps: list[Step] = []
+    steps: list[Stage] = []
     for eval_ in ("{datasets: [v], probe: c}", "{datasets: [v], scoring: logits}", "{datasets: [v], backend: vllm}"):
         path = tmp_path / "study.yaml"
         path.write_text(

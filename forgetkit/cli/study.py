@@ -76,7 +76,7 @@ def launch(
     from forgetkit.report.terminal import format_run
     from forgetkit.rundir import RunDir
     from forgetkit.spec import load_study
-    from forgetkit.stages.step import format_plan
+    from forgetkit.stages.stage import format_plan
     from forgetkit.study import default_run_dir
     from forgetkit.study import launch as run_study
 
@@ -104,7 +104,7 @@ def launch(
 
 def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], dry_run: bool) -> None:
     from forgetkit import slurm
-    from forgetkit.stages.step import format_plan
+    from forgetkit.stages.stage import format_plan
     from forgetkit.study import check_data
     from forgetkit.study import launch as run_study
 

@@ -25,7 +25,7 @@ from forgetkit.exporters import dataset_entry
 from forgetkit.jsonfile import read_json
 from forgetkit.rundir import RunDir
 from forgetkit.stages.process import run_logged
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
@@ -142,7 +142,7 @@ def generation_backend(study: Study) -> str:
     return "vllm" if has_vllm and study.hardware.device == "cuda" else "huggingface"
 
 
-def chat_step(
+def chat_stage(
     study: Study,
     run: RunDir,
     model_path: str,
@@ -152,7 +152,7 @@ def chat_step(
     adapter: Path | None,
     target: Path,
     upstream: tuple[str, ...],
-) -> Step:
+) -> Stage:
     """Greedy generation through LF's vLLM engine, with the same template and image limits as LF prediction."""
     settings = {
         "backend": "vllm",
@@ -169,4 +169,4 @@ def chat_step(
     digest = identity(json.dumps(settings, sort_keys=True), *upstream)
     command = f"python -m forgetkit.stages.chat_predict {run.config(stage).with_suffix('.json')}"
     action = partial(chat_predict, run, stage, settings, target)
-    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
+    return Stage(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

@@ -21,7 +21,7 @@ from forgetkit.models import local_model_dir
 from forgetkit.rundir import RunDir
 from forgetkit.stage_names import stage_name
 from forgetkit.stages import llamafactory
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 
 if TYPE_CHECKING:
     pass
@@ -115,7 +115,7 @@ def _plain(name: str) -> str:
     return ".".join(part for part in name.split(".") if part not in ("model", "language_model"))
 
 
-def export_step(
+def export_stage(
     run: RunDir,
     base: str,
     adapter: Path,
@@ -124,13 +124,13 @@ def export_step(
     after: tuple[str, ...],
     sources: tuple[str, ...],
     trust_remote_code: bool = False,
-) -> Step:
+) -> Stage:
     """`llamafactory-cli export`: merge `adapter` into `base` as `merged` (IncLoRA's hand-over between tasks);
     `sources` are the identities of the base and of the training that made the adapter."""
     stage = stage_name("export", merged.relative_to(run.root / "checkpoints").as_posix())
     text = render_export(base, adapter, template, merged.with_name(merged.name + ".partial"), trust_remote_code)
     digest = identity(text, *sources)
-    return Step(
+    return Stage(
         stage,
         llamafactory.command_line("export", run.config(stage)),
         digest,

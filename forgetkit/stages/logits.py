@@ -29,7 +29,7 @@ from forgetkit.lf_quiet import quiet
 from forgetkit.recipes import Hardware
 from forgetkit.render import EVAL_BATCH_SIZE, DataSpec, render_predict
 from forgetkit.stage_names import stage_name
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
@@ -287,7 +287,7 @@ def _scored(inputs: PredictInputs, batch_size: int, output: Path | None) -> Path
     return output
 
 
-def logits_step(
+def logits_stage(
     study: Study,
     run: RunDir,
     model_path: str,
@@ -296,10 +296,10 @@ def logits_step(
     predict_config: str,
     target: Path,
     upstream: tuple[str, ...],
-) -> Step:
+) -> Stage:
     """Letter-logit scoring on exactly the inputs LF's prediction would see: built from its config, which keys it."""
     stage = stage_name("logits", checkpoint, dataset)
     digest = identity("logits\n" + predict_config, *upstream)
     action = partial(score_predict_config, predict_config, study.hardware.device, study.eval.batch_size, target)
     command = f"forgetkit logits scoring of {model_path} on {dataset} (in process)"
-    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
+    return Stage(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

@@ -11,7 +11,7 @@ from pathlib import Path
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
 from forgetkit.stages import llamafactory
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 
 PREDICTIONS = "generated_predictions.jsonl"
 
@@ -31,10 +31,10 @@ def predict(run: RunDir, stage: str, config_text: str, scratch: Path, target: Pa
     return target
 
 
-def predict_step(run: RunDir, stage: str, config_text: str, target: Path, upstream: tuple[str, ...]) -> Step:
+def predict_stage(run: RunDir, stage: str, config_text: str, target: Path, upstream: tuple[str, ...]) -> Stage:
     """`llamafactory-cli train` of a predict YAML (`do_predict`), keyed by the YAML and what it reads."""
     digest = identity(config_text, *upstream)
-    return Step(
+    return Stage(
         stage,
         llamafactory.command_line("train", run.config(stage)),
         digest,

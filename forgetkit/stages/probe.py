@@ -28,7 +28,7 @@ from forgetkit.stages.logits import (
     load_lf_model,
     load_predict_inputs,
 )
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
@@ -185,7 +185,7 @@ def probe(
     return result
 
 
-def probe_step(
+def probe_stage(
     study: Study,
     run: RunDir,
     base: ModelSpec,
@@ -193,7 +193,7 @@ def probe_step(
     checkpoint: str,
     adapter: Path | None,
     upstream: tuple[str, ...],
-) -> Step:
+) -> Stage:
     """Drift of the checkpoint (a full model, or an adapter on `model_path`) from the study's base model."""
     settings = {
         "base": base.path,
@@ -229,4 +229,4 @@ def probe_step(
         trust_remote_code=settings["trust_remote_code"],
     )
     command = f"forgetkit probe {base.path} {settings['checkpoint']} --dataset {study.eval.probe} (in process)"
-    return Step(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)
+    return Stage(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

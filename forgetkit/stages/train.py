@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from forgetkit.rundir import RunDir, checkpoint_dirs, is_complete_checkpoint
 from forgetkit.stage_names import stage_name
 from forgetkit.stages import llamafactory
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
@@ -40,7 +40,7 @@ def drop_unresumable(output_dir: Path) -> None:
         shutil.rmtree(output_dir)
 
 
-def train_step(
+def train_stage(
     study: Study,
     run: RunDir,
     model: ModelSpec,
@@ -49,7 +49,7 @@ def train_step(
     data: DataSpec,
     source: str,
     after: tuple[str, ...] = (),
-) -> Step:
+) -> Stage:
     """`llamafactory-cli train` of `model` (whose identity is `source`) into `checkpoints/<label>`; a rerun resumes
     from LF's last checkpoint."""
     output_dir = run.checkpoints(label)
@@ -66,7 +66,7 @@ def train_step(
     )
     stage = stage_name("train", label)
     digest = identity(text, source, *(data_identity(data.dataset_dir, name) for name in data.train))
-    return Step(
+    return Stage(
         stage,
         llamafactory.command_line("train", run.config(stage)),
         digest,

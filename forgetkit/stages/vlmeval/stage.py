@@ -33,7 +33,7 @@ from forgetkit.models import check_checkpoint, local_model_dir
 from forgetkit.render import MAX_NEW_TOKENS
 from forgetkit.stage_names import stage_name
 from forgetkit.stages.process import StageFailed, last_error, run_logged, subprocess_env
-from forgetkit.stages.step import Step, identity
+from forgetkit.stages.stage import Stage, identity
 from forgetkit.stages.vlmeval.runner import EMPTY_IS_MISSING
 
 if TYPE_CHECKING:
@@ -279,7 +279,7 @@ def _failure(pred_root: Path, dataset: str, log: Path) -> str:
     return " ".join(str(reason).split())[:500] if reason else last_error(log)
 
 
-def vlmeval_step(
+def vlmeval_stage(
     study: Study,
     run: RunDir,
     model_path: str,
@@ -288,7 +288,7 @@ def vlmeval_step(
     datasets: tuple[str, ...],
     adapter: Path | None,
     upstream: tuple[str, ...],
-) -> Step:
+) -> Stage:
     names = tuple(name.removeprefix(VLMEVAL) for name in datasets)
 
     if base.template not in TEMPLATE_KINDS:
@@ -315,7 +315,7 @@ def vlmeval_step(
     }
     digest = identity(json.dumps(settings, sort_keys=True), *upstream)
     targets = [run.predictions(checkpoint, f"{VLMEVAL}{name}") for name in names]
-    return Step(
+    return Stage(
         stage,
         f"python -m {RUNNER} --config {run.scratch(stage)}/vlmeval_config.json --judge exact_matching",
         digest,

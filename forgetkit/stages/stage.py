@@ -1,5 +1,5 @@
 """A planned stage: its name, command, identity and whether the run directory has it done, and running it
-with its state recorded. Each stage kind's module under `forgetkit/stages/` plans its own `Step`s."""
+with its state recorded. Each stage kind's module under `forgetkit/stages/` plans its own `Stage`s."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from forgetkit.stage_names import stage_kind
 
 
 @dataclass(frozen=True)
-class Step:
+class Stage:
     """One stage of a study: what it is, the command that runs it, and whether the run directory has it done."""
 
     name: str
@@ -43,7 +43,7 @@ def base_identity(model: ModelSpec) -> str:
     return model_identity(model.path)
 
 
-def run_stage(run: RunDir, step: Step) -> None:
+def run_stage(run: RunDir, step: Stage) -> None:
     """Run one step, recording running / done / failed (with the one-line reason) in the run's state."""
     run.mark(step.name, "running", step.digest, command=step.command)
     try:
@@ -54,7 +54,7 @@ def run_stage(run: RunDir, step: Step) -> None:
     run.mark(step.name, "done", step.digest, command=step.command)
 
 
-def format_plan(steps: list[Step]) -> str:
+def format_plan(steps: list[Stage]) -> str:
     """The `launch --dry-run` listing: one line per stage, done or to do, with its command."""
     todo = sum(not step.done for step in steps)
     lines = [f"{len(steps)} stages, {len(steps) - todo} done, {todo} to run:"]

@@ -1,5 +1,5 @@
 """The evaluation stages of one checkpoint: which stage kind answers each dataset (LF prediction, letter logits,
-LF's vLLM engine, VLMEvalKit) and the drift probe. Each kind plans its own `Step` in `forgetkit/stages/`."""
+LF's vLLM engine, VLMEvalKit) and the drift probe. Each kind plans its own `Stage` in `forgetkit/stages/`."""
 
 from __future__ import annotations
 
@@ -12,18 +12,18 @@ from forgetkit.models import ModelSpec
 from forgetkit.render import render_predict
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.stage_names import stage_name
-from forgetkit.stages.chat_predict import chat_step, generation_backend
-from forgetkit.stages.logits import logits_step
-from forgetkit.stages.predict import predict_step
-from forgetkit.stages.probe import probe_step
-from forgetkit.stages.step import Step, base_identity
-from forgetkit.stages.vlmeval.stage import vlmeval_step
+from forgetkit.stages.chat_predict import chat_stage, generation_backend
+from forgetkit.stages.logits import logits_stage
+from forgetkit.stages.predict import predict_stage
+from forgetkit.stages.probe import probe_stage
+from forgetkit.stages.stage import Stage, base_identity
+from forgetkit.stages.vlmeval.stage import vlmeval_stage
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
 
 
-def eval_steps(
+def eval_stages(
     study: Study,
     run: RunDir,
     base: ModelSpec,
@@ -33,7 +33,7 @@ def eval_steps(
     source: str,
     adapter: Path | None = None,
     after: tuple[str, ...] = (),
-) -> list[Step]:
+) -> list[Stage]:
     """One LF prediction (or logits scoring) per dataset, one VLMEvalKit run for the `vlmeval:` benchmarks, and
     the drift probe against `base` (the study's model, whose chat template every stage uses); a LoRA
     checkpoint is evaluated as `adapter` on `model_path`. `source` is the identity of what made the checkpoint
@@ -46,7 +46,7 @@ def eval_steps(
     benchmarks = tuple(name for name in datasets if name.startswith(VLMEVAL))
     steps = []
     if benchmarks:
-        steps.append(vlmeval_step(study, run, model_path, base, checkpoint, benchmarks, adapter, reads(*benchmarks)))
+        steps.append(vlmeval_stage(study, run, model_path, base, checkpoint, benchmarks, adapter, reads(*benchmarks)))
     for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
         stage = stage_name("predict", checkpoint, dataset)
         scratch = run.scratch(stage)
@@ -67,13 +67,13 @@ def eval_steps(
         target = run.predictions(checkpoint, dataset)
         upstream = reads(dataset)
         if study.eval.scoring == "logits":
-            steps.append(logits_step(study, run, model_path, checkpoint, dataset, text, target, upstream))
+            steps.append(logits_stage(study, run, model_path, checkpoint, dataset, text, target, upstream))
             continue
         if generation_backend(study) == "vllm":
-            steps.append(chat_step(study, run, model_path, template, stage, dataset, adapter, target, upstream))
+            steps.append(chat_stage(study, run, model_path, template, stage, dataset, adapter, target, upstream))
             continue
-        steps.append(predict_step(run, stage, text, target, upstream))
+        steps.append(predict_stage(run, stage, text, target, upstream))
     if study.eval.probe and checkpoint != ZERO_SHOT:
         upstream = (base_identity(base), *reads(study.eval.probe))
-        steps.append(probe_step(study, run, base, model_path, checkpoint, adapter, upstream))
+        steps.append(probe_stage(study, run, base, model_path, checkpoint, adapter, upstream))
     return [replace(step, after=after) for step in steps]
