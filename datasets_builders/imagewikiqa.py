@@ -22,24 +22,20 @@ import numpy as np
 from datasets_builders.imagewikiqa_release import Question, fold, load_questions
 from datasets_builders.output import export, image_ref
 from datasets_builders.registry import BuildOptions, BuildResult, Skips, register
+from forgetkit.protocol import IMAGEWIKIQA, IMAGEWIKIQA_CLASSLABEL
 from forgetkit.records import LETTERS, MCQRecord
 
 log = logging.getLogger(__name__)
 
 
-OUTPUT = "imagewikiqa"
-CLASSLABEL_OUTPUT = "imagewikiqa_classlabel"
-"""The datasets the two builders write (ImageWikiQA has one split)."""
-
-
 @register(
     "imagewikiqa",
     params={"image_root": "folder the recorded image paths are found under (default: the source's folder)"},
-    output=OUTPUT,
+    output=IMAGEWIKIQA,
 )
 def build_imagewikiqa(options: BuildOptions) -> BuildResult:
     """ImageWikiQA → its own 4-option MCQs, used as is (imagewikiqa)."""
-    dataset = OUTPUT
+    dataset = IMAGEWIKIQA
     loaded = load_questions(options, dataset)
     records = [_record(question, dataset, options) for question in loaded.questions]
     details = {
@@ -52,7 +48,7 @@ def build_imagewikiqa(options: BuildOptions) -> BuildResult:
 @register(
     "imagewikiqa-classlabel",
     params={"image_root": "folder the recorded image paths are found under (default: the source's folder)"},
-    output=CLASSLABEL_OUTPUT,
+    output=IMAGEWIKIQA_CLASSLABEL,
 )
 def build_classlabel(options: BuildOptions) -> BuildResult:
     """ImageWikiQA with one distractor replaced by the image's class name (imagewikiqa_classlabel).
@@ -68,7 +64,7 @@ def build_classlabel(options: BuildOptions) -> BuildResult:
     of LF's saved prompt, which are the option lines only when that line and LF's
     `<|im_end|>\n<|im_start|>assistant` turn end follow them.
     """
-    dataset = CLASSLABEL_OUTPUT
+    dataset = IMAGEWIKIQA_CLASSLABEL
     loaded = load_questions(options, dataset)
     draws = np.random.default_rng([options.seed, 1]).random(loaded.rows)
     skips = Skips(options.strict, dataset, dict(loaded.skipped))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 QUADRANTS = ("ID^T-ID^I", "ID^T-OOD^I", "OOD^T-ID^I", "OOD^T-OOD^I")
 """The 2x2 matrix of PROTOCOL.md §2: in/out-of-distribution text x image."""
+IMAGEWIKIQA = "imagewikiqa"
+IMAGEWIKIQA_CLASSLABEL = "imagewikiqa_classlabel"
+"""The OOD^T-ID^I set and its variant with a class-label distractor (Fig. 3), as their builders name them."""
 
 MLLM_CL_DOMAINS = ("rs", "med", "ad", "sci", "fin")
 """MLLM-CL's domains (PROTOCOL.md §4) in Table 3's task order: remote sensing, medical, autonomous driving,

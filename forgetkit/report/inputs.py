@@ -17,6 +17,7 @@ import yaml
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
+from forgetkit.protocol import IMAGEWIKIQA_CLASSLABEL
 from forgetkit.report.stats import Items
 from forgetkit.rundir import RunDir
 from forgetkit.scoring import run_predictions, score_items, scored_items
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 JUDGED = "vlmevalkit"
 """scores.json's matcher for files carrying VLMEvalKit's own verdicts (score_items reads those whatever matcher)."""
-CLASSLABEL_SET = "imagewikiqa_classlabel"
 MISCHOICE = "classlabel-mischoice"
 PROBE_SUMMARY = ("kl", "answer_mass_base", "answer_mass_checkpoint", "answer_mass_shift", "top_token_agreement")
 """The means `forgetkit.stages.probe.probe` writes into RUN/probes/<checkpoint>.json, all needed by the report."""
@@ -94,12 +94,12 @@ def _classlabel_records(run: RunDir, checkpoint: str, data_dir: Path | None) -> 
     not carry), next to the data the predictions were made from: `data_dir`, else the dataset_dir of the
     LLaMA-Factory config the run kept for that prediction stage."""
     if data_dir is None:
-        config = run.config(stage_name("predict", checkpoint, CLASSLABEL_SET))
+        config = run.config(stage_name("predict", checkpoint, IMAGEWIKIQA_CLASSLABEL))
         kept = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
         if not isinstance(kept, dict) or not kept.get("dataset_dir"):
             return None
         data_dir = Path(str(kept["dataset_dir"]))
-    records = Path(data_dir) / f"{CLASSLABEL_SET}.records.jsonl"
+    records = Path(data_dir) / f"{IMAGEWIKIQA_CLASSLABEL}.records.jsonl"
     return records if records.is_file() else None
 
 

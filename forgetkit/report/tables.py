@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from forgetkit.protocol import IMAGEWIKIQA, IMAGEWIKIQA_CLASSLABEL
 from forgetkit.recipes import Method, Part, Recipe, Scheduler
-from forgetkit.report.inputs import CLASSLABEL_SET, mischoice_credit
+from forgetkit.report.inputs import mischoice_credit
 from forgetkit.report.stats import Estimate, Interval, Stats, change_fields, continual_metrics, fields_of, mean_of
 from forgetkit.rundir import ZERO_SHOT, RunDir
 
@@ -31,7 +32,6 @@ TABLE1_REFERENCE = (Part.llm, Method.full, 1e-5)
 to the recipe with the highest ID accuracy."""
 FLAG_PP = 3.0
 """Table 1 marks degradations larger than this (the paper's red cells)."""
-STANDARD_SET = "imagewikiqa"
 
 
 def table1_reference(launched: Mapping[str, Recipe], final: Mapping[str, str]) -> str | None:
@@ -198,13 +198,13 @@ def fig3(stats: Stats, final: Mapping[str, str], run: RunDir, data_dir: Path | N
     rate of choosing the class-name option there (where the set's records sidecar is found)."""
     rows = []
     for label, checkpoint in {ZERO_SHOT: ZERO_SHOT, **final}.items():
-        if not stats.has(checkpoint, CLASSLABEL_SET):
+        if not stats.has(checkpoint, IMAGEWIKIQA_CLASSLABEL):
             continue
         row: dict[str, Any] = {"state": label, "checkpoint": checkpoint}
-        if stats.has(checkpoint, STANDARD_SET):
-            row |= stats.accuracy(checkpoint, STANDARD_SET).interval().fields("accuracy", "pct")
-        row |= stats.accuracy(checkpoint, CLASSLABEL_SET).interval().fields("classlabel_accuracy", "pct")
-        credit = mischoice_credit(run, stats.items[(checkpoint, CLASSLABEL_SET)], data_dir)
+        if stats.has(checkpoint, IMAGEWIKIQA):
+            row |= stats.accuracy(checkpoint, IMAGEWIKIQA).interval().fields("accuracy", "pct")
+        row |= stats.accuracy(checkpoint, IMAGEWIKIQA_CLASSLABEL).interval().fields("classlabel_accuracy", "pct")
+        credit = mischoice_credit(run, stats.items[(checkpoint, IMAGEWIKIQA_CLASSLABEL)], data_dir)
         if credit is not None:
             row |= stats.bootstrap.estimate(f"mischoice|{checkpoint}", credit).interval().fields("mischoice", "pct")
         rows.append(row)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from forgetkit.jsonfile import read_json
-from forgetkit.report.inputs import CLASSLABEL_SET
+from forgetkit.protocol import IMAGEWIKIQA_CLASSLABEL
 from forgetkit.report.numbers import FORGOT, LEARNED, MIN_RANKED
 from forgetkit.report.stats import Interval, cell_fields
 from forgetkit.report.tables import FLAG_PP, ID_QUADRANT, TABLE1_QUADRANTS, TABLE2_SIZE
@@ -114,8 +114,8 @@ def markdown(numbers: dict) -> str:
         text = f"{title}\n\n![Fig. 3]({figures['fig3']})\n\n{md_table(header, rows)}"
         if any("mischoice_pct" not in row for row in numbers["fig3"]):
             text += (
-                f"\n\nThe mischoice rate needs {CLASSLABEL_SET}.records.jsonl (the planted option of each row), "
-                "written next to the data by `forgetkit build-data imagewikiqa-classlabel`; give its folder."
+                f"\n\nThe mischoice rate needs {IMAGEWIKIQA_CLASSLABEL}.records.jsonl (the planted option of each "
+                "row), written next to the data by `forgetkit build-data imagewikiqa-classlabel`; give its folder."
             )
         parts.append(text)
     if numbers["probe"]:
