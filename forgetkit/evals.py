@@ -12,9 +12,8 @@ from forgetkit.models import ModelSpec
 from forgetkit.render import render_predict
 from forgetkit.rundir import ZERO_SHOT, RunDir
 from forgetkit.stage_names import stage_name
-from forgetkit.stages.chat_predict import chat_stage, generation_backend
-from forgetkit.stages.logits import logits_stage
-from forgetkit.stages.predict import predict_stage
+from forgetkit.stages.chat_predict import chat_settings, generation_backend
+from forgetkit.stages.evaluate import evaluate_stage, member, settings_config
 from forgetkit.stages.probe import probe_stage
 from forgetkit.stages.stage import Stage, base_identity
 from forgetkit.stages.vlmeval.stage import vlmeval_stage
@@ -34,8 +33,9 @@ def eval_stages(
     adapter: Path | None = None,
     after: tuple[str, ...] = (),
 ) -> list[Stage]:
-    """One LF prediction (or logits scoring) per dataset, one VLMEvalKit run for the `vlmeval:` benchmarks, and
-    the drift probe against `base` (the study's model, whose chat template every stage uses); a LoRA
+    """One evaluate stage for the LF-format sets (LF prediction, letter logits or LF's vLLM engine, one model
+    load for all), one VLMEvalKit run for the `vlmeval:` benchmarks, and the drift probe against `base` (the
+    study's model, whose chat template every stage uses); a LoRA
     checkpoint is evaluated as `adapter` on `model_path`. `source` is the identity of what made the checkpoint
     (its training stage; the base model for zero-shot), part of every eval's identity with its dataset's."""
     template = base.template
@@ -47,15 +47,22 @@ def eval_stages(
     steps = []
     if benchmarks:
         steps.append(vlmeval_stage(study, run, model_path, base, checkpoint, benchmarks, adapter, reads(*benchmarks)))
+    members = []
     for dataset in (name for name in datasets if not name.startswith(VLMEVAL)):
-        stage = stage_name("predict", checkpoint, dataset)
-        scratch = run.scratch(stage)
+        kind = "logits" if study.eval.scoring == "logits" else generation_backend(study)
+        if kind == "vllm":
+            settings = chat_settings(
+                study.data, study.eval.max_new_tokens, study.trust_remote_code, model_path, template, dataset, adapter
+            )
+            config = settings_config(settings)
+            members.append(member(run, "chat", checkpoint, dataset, config, reads(dataset)))
+            continue
         text = render_predict(
             model_path,
             template,
             dataset,
             study.data,
-            scratch,
+            run.scratch(stage_name("predict", checkpoint, dataset)),
             study.hardware,
             batch_size=study.eval.batch_size,
             max_new_tokens=study.eval.max_new_tokens,
@@ -64,15 +71,10 @@ def eval_stages(
             seed=study.seed,
             trust_remote_code=study.trust_remote_code,
         )
-        target = run.predictions(checkpoint, dataset)
-        upstream = reads(dataset)
-        if study.eval.scoring == "logits":
-            steps.append(logits_stage(study, run, model_path, checkpoint, dataset, text, target, upstream))
-            continue
-        if generation_backend(study) == "vllm":
-            steps.append(chat_stage(study, run, model_path, template, stage, dataset, adapter, target, upstream))
-            continue
-        steps.append(predict_stage(run, stage, text, target, upstream))
+        answered = "logits" if kind == "logits" else "predict"
+        members.append(member(run, answered, checkpoint, dataset, text, reads(dataset)))
+    if members:
+        steps.append(evaluate_stage(study, run, checkpoint, members))
     if study.eval.probe and checkpoint != ZERO_SHOT:
         upstream = (base_identity(base), *reads(study.eval.probe))
         steps.append(probe_stage(study, run, base, model_path, checkpoint, adapter, upstream))

@@ -68,6 +68,12 @@ class EvalSpec:
     Qwen2.5-VL 1280x28x28 to 16384x28x28, which gave the paper's zero-shot MMMU and VMCBench; none for LLaVA)."""
     lmudata: Text = "lmudata"
     """VLMEvalKit's data folder (`$LMUData`), relative to data.dataset_dir: `<NAME>.tsv` per `vlmeval:NAME`."""
+    devices: tuple[Text, ...] = ()
+    """The devices a checkpoint's eval rows are sharded over, one worker each (its `CUDA_VISIBLE_DEVICES`),
+    merged back in row order; empty: every visible GPU on cuda, one worker on cpu."""
+    chunk_rows: Count = 256
+    """Rows an eval worker answers between two durable appends (rounded down to whole batches): a killed
+    evaluation resumes at its first missing chunk, losing at most this many rows' work."""
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", "huggingface", "vllm"):

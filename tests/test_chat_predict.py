@@ -17,7 +17,8 @@ from forgetkit.render import DataSpec, render_predict
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
 from forgetkit.stages import llamafactory
-from forgetkit.stages.chat_predict import chat_predict, engine_args, eval_rows
+from forgetkit.stages.chat_predict import engine_args, eval_rows
+from forgetkit.stages.evaluate import Evaluation, member, settings_config
 from forgetkit.study import plan
 from forgetkit.tiny_model import tiny_model_dir
 
@@ -64,6 +65,20 @@ def test_decoding_is_greedy_on_both_engines(built: Path) -> None:
     assert lora["adapter_name_or_path"] == "saves/lora" and lora["finetuning_type"] == "lora"
 
 
+@pytest.mark.parametrize(("rank", "engine_rank"), [(8, 8), (48, 64), (64, 64), (320, 320), (None, 32)])
+def test_a_vllm_engine_stays_on_its_own_gpu_and_holds_the_adapters_rank(
+    built: Path, tmp_path: Path, rank: int | None, engine_rank: int
+) -> None:
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    if rank is not None:
+        (adapter / "adapter_config.json").write_text(json.dumps({"r": rank, "peft_type": "LORA"}))
+    args = engine_args(settings(built, "vllm") | {"adapter": str(adapter)})
+    assert args["vllm_config"] == {"tensor_parallel_size": 1}
+    assert args["vllm_max_lora_rank"] == engine_rank
+    assert "vllm_config" not in engine_args(settings(built)), "LF's HF engine gets no vLLM settings"
+
+
 def test_the_engine_runs_the_models_own_code_only_when_the_study_trusts_it(built: Path) -> None:
     assert engine_args(settings(built, "vllm"))["trust_remote_code"] is False
     assert engine_args(settings(built, "vllm") | {"trust_remote_code": True})["trust_remote_code"] is True
@@ -76,8 +91,9 @@ def test_answers_equal_lf_prediction_on_the_same_model(built: Path, tmp_path: Pa
     expected = [json.loads(line) for line in (tmp_path / "lf" / "generated_predictions.jsonl").read_text().splitlines()]
 
     run = RunDir(tmp_path / "run").create()
-    target = chat_predict(run, "predict zero-shot x", settings(built), run.predictions("zero-shot", DATASET))
-    got = [json.loads(line) for line in target.read_text().splitlines()]
+    chat = member(run, "chat", "zero-shot", DATASET, settings_config(settings(built)), ())
+    Evaluation(run, "zero-shot", [chat], "cpu", (), chunk_rows=10)()
+    got = [json.loads(line) for line in Path(chat.target).read_text().splitlines()]
     assert [row["predict"] for row in got] == [row["predict"] for row in expected]
     assert [row["label"] for row in got] == [row["label"].strip() for row in expected]
 
@@ -89,11 +105,11 @@ def test_a_vllm_study_plans_the_chat_model_stage(built: Path, tmp_path: Path) ->
         f"eval: {{datasets: [{DATASET}], backend: vllm}}\nrecipes: {{r: {{steps: 2, save_steps: 2}}}}\n"
     )
     run = RunDir(tmp_path / "run")
-    commands = {step.name: step.command for step in plan(load_study(spec), run)}
-    assert commands[f"predict zero-shot {DATASET}"].startswith("python -m forgetkit.stages.chat_predict ")
+    zero_shot = plan(load_study(spec), run)[0]
+    assert [(m.kind, m.name) for m in zero_shot.action.members] == [("chat", f"predict zero-shot {DATASET}")]
     spec.write_text(spec.read_text().replace("backend: vllm", "backend: auto"))
-    commands = {step.name: step.command for step in plan(load_study(spec), run)}
-    assert commands[f"predict zero-shot {DATASET}"].startswith("llamafactory-cli train "), "no vLLM on a CPU study"
+    zero_shot = plan(load_study(spec), run)[0]
+    assert [m.kind for m in zero_shot.action.members] == ["predict"], "no vLLM on a CPU study"
 
 
 def test_a_dataset_missing_from_dataset_info_is_one_line_error(built: Path) -> None:

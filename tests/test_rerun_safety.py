@@ -12,6 +12,7 @@ from built_data import built
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
+from forgetkit.stages.evaluate import member_done
 from forgetkit.stages.stage import Stage
 from forgetkit.study import launch, plan
 
@@ -33,19 +34,27 @@ def study_spec(folder: Path, lr: str = "1.0e-4", continual: bool = False) -> Pat
 
 
 def all_done(run: RunDir, steps: list[Stage]) -> None:
-    """Record every stage done, with its outputs, as a finished launch leaves them."""
+    """Record every stage (and every eval set of an evaluate stage) done, with its outputs, as a finished
+    launch leaves them."""
     for step in steps:
         run.mark(step.name, "done", step.digest)
-        if step.name.startswith("predict "):
-            _, checkpoint, dataset = step.name.split(" ")
-            run.predictions(checkpoint, dataset).parent.mkdir(parents=True, exist_ok=True)
-            run.predictions(checkpoint, dataset).write_text('{"predict": "A", "label": "A"}\n')
+        for member in step.action.members if step.kind == "evaluate" else ():
+            run.mark(member.name, "done", member.digest)
+            Path(member.target).parent.mkdir(parents=True, exist_ok=True)
+            Path(member.target).write_text('{"predict": "A", "label": "A"}\n')
         if step.name.startswith("export "):
             (run.root / "checkpoints" / step.name.removeprefix("export ")).mkdir(parents=True)
 
 
 def todo(study_path: Path, run: RunDir) -> list[str]:
-    return [step.name for step in plan(load_study(study_path), run) if not step.done]
+    """What a launch would redo: stages, and an evaluate stage's sets one by one."""
+    names = []
+    for step in plan(load_study(study_path), run):
+        if step.kind == "evaluate":
+            names += [member.name for member in step.action.members if not member_done(run, member)]
+        elif not step.done:
+            names.append(step.name)
+    return names
 
 
 @pytest.fixture
@@ -124,7 +133,7 @@ def test_a_launch_beside_a_running_one_leaves_the_run_directory_byte_identical(t
         with pytest.raises(ForgetkitError, match="another forgetkit launch is running"):
             launch(study, run.root)
         with pytest.raises(ForgetkitError, match="a whole-study forgetkit launch is running"):
-            launch(study, run.root, only="predict zero-shot eval_set")
+            launch(study, run.root, only="evaluate zero-shot")
         assert snapshot(run.root) == before
 
 

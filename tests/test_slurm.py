@@ -105,7 +105,8 @@ def test_each_stage_not_done_is_submitted_after_the_jobs_of_the_stages_it_reads(
     study, run = load_study(spec), RunDir(run_dir)
     by_name = {step.name: step for step in launch(study, run_dir, dry_run=True)}
     run.mark("train r", "done", by_name["train r"].digest)
-    run.mark("predict zero-shot a", "done", by_name["predict zero-shot a"].digest)
+    set_a = by_name["evaluate zero-shot"].action.members[0]
+    run.mark(set_a.name, "done", set_a.digest)
     run.predictions("zero-shot", "a").parent.mkdir(parents=True)
     run.predictions("zero-shot", "a").write_text('{"predict": "A", "label": "A"}\n')
 
@@ -114,13 +115,13 @@ def test_each_stage_not_done_is_submitted_after_the_jobs_of_the_stages_it_reads(
     jobs = slurm.plan_jobs(steps, spec, run_dir, options)
     ids = slurm.submit(jobs, run_dir)
 
-    assert "train r" not in ids and "predict zero-shot a" not in ids
+    assert "train r" not in ids and "evaluate zero-shot" in ids, "set b of the zero-shot evaluation is not done"
     assert list(ids) == [step.name for step in steps if not step.done]
     assert list(ids.values()) == list(fake.submissions()), "one sbatch per stage, in plan order"
     assert all(job_id.isdigit() for job_id in ids.values()), "the cluster name after ';' is not part of the id"
     waits = {stage: dependency(fake.submissions()[job_id]) for stage, job_id in ids.items()}
-    assert waits["predict zero-shot b"] == [], "zero-shot evals wait for nothing"
-    assert waits["predict r/checkpoint-2 a"] == [], "its training is done already"
+    assert waits["evaluate zero-shot"] == [], "zero-shot evals wait for nothing"
+    assert waits["evaluate r/checkpoint-2"] == [], "its training is done already"
     assert waits["export inc/task-1-t1-merged"] == [ids["train inc/task-1-t1"]]
     assert waits["train inc/task-2-t2"] == [ids["export inc/task-1-t1-merged"]], "task 2 starts from the merge"
     for step in steps:
@@ -162,7 +163,7 @@ def test_submitting_prints_the_job_ids_and_what_to_do_next(tmp_path: Path, monke
     assert result.exit_code == 0, result.output
     train_id = next(job for job, args in fake.submissions().items() if args[-1].endswith("-train_r.sbatch"))
     assert f"{train_id}  train r\n" in result.output
-    assert f"predict r/checkpoint-4 b  after {train_id}" in result.output
+    assert f"evaluate r/checkpoint-4  after {train_id}" in result.output
     assert f"forgetkit score {run_dir}" in result.output
 
     fake.queue(train_id)
@@ -216,7 +217,7 @@ def test_bad_slurm_options_are_one_line(
     ("stage", "message"),
     [
         ("train q", "no stage 'train q' in this study; `forgetkit launch SPEC --dry-run` lists them"),
-        ("predict r/checkpoint-2 a", "stage 'predict r/checkpoint-2 a' needs train r done first"),
+        ("evaluate r/checkpoint-2", "stage 'evaluate r/checkpoint-2' needs train r done first"),
     ],
 )
 def test_a_stage_runs_only_by_its_planned_name_and_after_its_dependencies(
@@ -252,7 +253,13 @@ def test_every_job_runs_its_stage_and_the_run_scores(
     for job_id in fake.submissions():
         assert "done in" in (fake.log / f"{job_id}.out").read_text().splitlines()[-1]
     state = RunDir(run_dir).read_state()
-    assert set(state) == {"logits zero-shot imagenet_vqa_val", "train r", "logits r/checkpoint-2 imagenet_vqa_val"}
+    assert set(state) == {
+        "evaluate zero-shot",
+        "logits zero-shot imagenet_vqa_val",
+        "train r",
+        "evaluate r/checkpoint-2",
+        "logits r/checkpoint-2 imagenet_vqa_val",
+    }
     assert {entry["status"] for entry in state.values()} == {"done"}
     table = score_run(RunDir(run_dir))
     assert table["zero-shot"]["imagenet_vqa_val"]["total"] == table["r/checkpoint-2"]["imagenet_vqa_val"]["total"] > 0

@@ -143,10 +143,10 @@ def test_logits_scoring_runs_in_place_of_lf_prediction(shapes: Path, offline_cli
     )
     run = RunDir(tmp_path / "run").create()
     steps = plan(load_study(path), run)
-    assert [step.name for step in steps] == [
-        "logits zero-shot imagenet_vqa_val",
-        "train r",
-        "logits r/checkpoint-2 imagenet_vqa_val",
+    assert [(step.name, step.parts) for step in steps] == [
+        ("evaluate zero-shot", ("logits zero-shot imagenet_vqa_val",)),
+        ("train r", ()),
+        ("evaluate r/checkpoint-2", ("logits r/checkpoint-2 imagenet_vqa_val",)),
     ]
     steps[0].action()
     target = run.predictions("zero-shot", "imagenet_vqa_val")
@@ -168,8 +168,8 @@ def test_lf_defaults_decoding_predicts_every_checkpoint_with_lfs_seeded_sampling
         "eval: {datasets: [v], decoding: lf-defaults}\nrecipes: {r: {steps: 2, save_steps: 2}}\n"
     )
     steps = {step.name: step for step in plan(load_study(path), RunDir(tmp_path / "run"))}
-    for name in ("predict zero-shot v", "predict r/checkpoint-2 v"):
-        config = yaml.safe_load(steps[name].action.args[2])
+    for name in ("evaluate zero-shot", "evaluate r/checkpoint-2"):
+        config = yaml.safe_load(steps[name].action.members[0].config)
         assert config["seed"] == 7 and not {"do_sample", "temperature", "max_new_tokens"} & set(config)
 
 
@@ -291,12 +291,14 @@ def test_a_relative_model_path_is_the_spec_folders(tmp_path: Path, monkeypatch: 
 
 
 def trusts_model_code(step: Stage) -> bool:
-    """What a planned stage hands LF: the probe's keyword, else its YAML (logits: the predict YAML it reads) or
-    the vLLM stage's settings."""
+    """What a planned stage hands LF: the probe's keyword, else its YAML, or every eval set's predict YAML or
+    vLLM settings (JSON, which YAML reads too)."""
+    if step.kind == "evaluate":
+        (trusted,) = {yaml.safe_load(member.config)["trust_remote_code"] for member in step.action.members}
+        return trusted
     if "trust_remote_code" in step.action.keywords:
         return step.action.keywords["trust_remote_code"]
-    config = step.action.args[0 if step.kind == "logits" else 2]
-    return (config if isinstance(config, dict) else yaml.safe_load(config))["trust_remote_code"]
+    return yaml.safe_load(step.action.args[2])["trust_remote_code"]
 
 
 @pytest.mark.parametrize("trusted", [False, True])
@@ -311,5 +313,7 @@ def test_trust_remote_code_reaches_every_stage_that_loads_the_model(tmp_path: Pa
             + ("trust_remote_code: true\n" if trusted else "")
         )
         steps += plan(load_study(path), RunDir(tmp_path / "run"))
-    assert {step.name.split()[0] for step in steps} == {"train", "export", "predict", "probe", "logits"}
+    assert {step.kind for step in steps} == {"train", "export", "evaluate", "probe"}
+    kinds = {member.kind for step in steps if step.kind == "evaluate" for member in step.action.members}
+    assert kinds == {"predict", "logits", "chat"}
     assert {step.name: trusts_model_code(step) for step in steps} == {step.name: trusted for step in steps}

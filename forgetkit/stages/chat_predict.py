@@ -1,37 +1,26 @@
-"""Predict stage through LLaMA-Factory's inference engines (`llamafactory.chat.ChatModel`): its vLLM
-engine on a GPU, the same code with its HF engine anywhere else.
+"""Prediction through LLaMA-Factory's inference engines (`llamafactory.chat.ChatModel`): its vLLM engine
+on a GPU, the same code with its HF engine anywhere else; `forgetkit.stages.eval_worker` drives it.
 
 `llamafactory-cli train` with `do_predict` generates with HF only; LF's vLLM batch script is not in
 its wheel. ChatModel with `infer_backend: vllm` is LF's own vLLM path: its template, multimodal
-plugin and image pixel limits, so prompts match LF prediction. All rows are sent at once and vLLM
-batches them. Decoding is greedy (`temperature: 0`, which both engines read as no sampling; LF's vLLM
-defaults sample at 0.95). Runs as its own process (`python -m forgetkit.stages.chat_predict
-SETTINGS.json`), so the GPU memory vLLM holds is freed when it ends. Writes LF-shaped
-`generated_predictions.jsonl` rows: prompt, predict, label.
+plugin and image pixel limits, so prompts match LF prediction. Rows are sent a chunk at a time and
+vLLM batches them. Decoding is greedy (`temperature: 0`, which both engines read as no sampling; LF's
+vLLM defaults sample at 0.95). Rows are LF-shaped `generated_predictions.jsonl` rows: prompt, predict, label.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import sys
-from functools import partial
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.exporters import dataset_entry
 from forgetkit.jsonfile import read_json
-from forgetkit.rundir import RunDir
-from forgetkit.stages.process import run_logged
-from forgetkit.stages.stage import Stage, identity
+from forgetkit.render import LF_DEFAULTS, DataSpec
 
 if TYPE_CHECKING:
     from forgetkit.spec import Study
-import importlib.util
-
-from forgetkit.render import LF_DEFAULTS
 
 SHAREGPT_DEFAULTS = {
     "messages": "conversations",
@@ -58,9 +47,25 @@ def engine_args(settings: dict[str, Any]) -> dict[str, Any]:
         "vllm_maxlen": settings["cutoff_len"] + settings["max_new_tokens"],
         "trust_remote_code": settings["trust_remote_code"],
     }
+    if settings["backend"] == "vllm":
+        args["vllm_config"] = {"tensor_parallel_size": 1}  # one engine per visible GPU; LF's default spans them all
     if settings.get("adapter"):
         args |= {"adapter_name_or_path": settings["adapter"], "finetuning_type": "lora"}
+        args["vllm_max_lora_rank"] = vllm_lora_rank(Path(settings["adapter"]))
     return args
+
+
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+"""The `max_lora_rank` values vLLM's engine accepts (LF's default is 32, which refuses a rank-64 adapter)."""
+
+
+def vllm_lora_rank(adapter: Path) -> int:
+    """The smallest rank vLLM accepts that holds the adapter's own (`r` in its adapter_config.json)."""
+    config = adapter / "adapter_config.json"
+    rank = read_json(config, dict, "pass a PEFT LoRA adapter folder").get("r") if config.is_file() else None
+    if not isinstance(rank, int):
+        return VLLM_LORA_RANKS[2]
+    return next((allowed for allowed in VLLM_LORA_RANKS if allowed >= rank), rank)
 
 
 def eval_rows(dataset_dir: Path, dataset: str) -> list[dict[str, Any]]:
@@ -93,45 +98,6 @@ def _media(dataset_dir: Path, path: str) -> Path:
     return resolved if resolved.is_file() else Path(path)
 
 
-def predict_rows(settings: dict[str, Any]) -> list[dict[str, str]]:
-    from llamafactory.chat import ChatModel
-
-    rows = eval_rows(Path(settings["dataset_dir"]), settings["dataset"])
-    chat = ChatModel(engine_args(settings))
-
-    async def answer(row: dict[str, Any]) -> str:
-        responses = await chat.achat(row["messages"], images=row["images"] or None)
-        return responses[0].response_text
-
-    async def answer_all() -> list[str]:
-        return await asyncio.gather(*(answer(row) for row in rows))
-
-    texts = asyncio.run(answer_all())
-    return [
-        {"prompt": row["messages"][-1]["content"], "predict": text, "label": row["label"]}
-        for row, text in zip(rows, texts)
-    ]
-
-
-def chat_predict(run: RunDir, stage: str, settings: dict[str, Any], target: Path) -> Path:
-    """Run this module in its own process on `settings`; its output lands atomically at `target`."""
-    config = run.config(stage).with_suffix(".json")
-    atomic.write_json(config, settings | {"output": str(target)})
-    target.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", __name__, str(config)]
-    run_logged(command, run.log(stage), desc=stage, unit="set", watch=lambda bar: None, failure=stage)
-    return target
-
-
-def main(argv: list[str]) -> None:
-    settings = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    atomic.write_jsonl(Path(settings["output"]), predict_rows(settings))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
-
-
 def generation_backend(study: Study) -> str:
     """The engine that generates eval answers: the spec's, or for `auto` vLLM where it can run."""
     if study.eval.backend != "auto":
@@ -142,31 +108,25 @@ def generation_backend(study: Study) -> str:
     return "vllm" if has_vllm and study.hardware.device == "cuda" else "huggingface"
 
 
-def chat_stage(
-    study: Study,
-    run: RunDir,
+def chat_settings(
+    data: DataSpec,
+    max_new_tokens: int,
+    trust_remote_code: bool,
     model_path: str,
     template: str,
-    stage: str,
     dataset: str,
     adapter: Path | None,
-    target: Path,
-    upstream: tuple[str, ...],
-) -> Stage:
-    """Greedy generation through LF's vLLM engine, with the same template and image limits as LF prediction."""
-    settings = {
+) -> dict[str, Any]:
+    """What LF's engine needs to answer `dataset` as LF prediction would: model, template, image limits, lengths."""
+    return {
         "backend": "vllm",
         "model": model_path,
         "adapter": str(adapter) if adapter else None,
         "template": template,
-        "dataset_dir": study.data.dataset_dir,
+        "dataset_dir": data.dataset_dir,
         "dataset": dataset,
-        "image_max_pixels": study.data.image_max_pixels,
-        "cutoff_len": study.data.cutoff_len,
-        "max_new_tokens": study.eval.max_new_tokens,
-        "trust_remote_code": study.trust_remote_code,
+        "image_max_pixels": data.image_max_pixels,
+        "cutoff_len": data.cutoff_len,
+        "max_new_tokens": max_new_tokens,
+        "trust_remote_code": trust_remote_code,
     }
-    digest = identity(json.dumps(settings, sort_keys=True), *upstream)
-    command = f"python -m forgetkit.stages.chat_predict {run.config(stage).with_suffix('.json')}"
-    action = partial(chat_predict, run, stage, settings, target)
-    return Stage(stage, command, digest, run.is_done(stage, digest) and target.is_file(), action)

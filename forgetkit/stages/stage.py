@@ -26,6 +26,8 @@ class Stage:
     """A checkpoint that must exist by the time the stage runs (planned before training saved it)."""
     after: tuple[str, ...] = ()
     """Names of the steps whose outputs this one reads."""
+    parts: tuple[str, ...] = ()
+    """Names the stage records in the run's state besides its own: an evaluate stage's sets, each done on its own."""
 
     @property
     def kind(self) -> str:
@@ -58,5 +60,7 @@ def format_plan(steps: list[Stage]) -> str:
     """The `launch --dry-run` listing: one line per stage, done or to do, with its command."""
     todo = sum(not step.done for step in steps)
     lines = [f"{len(steps)} stages, {len(steps) - todo} done, {todo} to run:"]
-    lines += [f"  [{'done' if step.done else 'todo'}] {step.name}\n         {step.command}" for step in steps]
+    for step in steps:
+        lines.append(f"  [{'done' if step.done else 'todo'}] {step.name}\n         {step.command}")
+        lines += [f"         {part}" for part in step.parts]
     return "\n".join(lines)
