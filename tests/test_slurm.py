@@ -274,7 +274,7 @@ def test_every_kind_of_stage_a_study_plans_can_be_given_its_own_resources(tmp_pa
     spec.write_text(spec.read_text().replace("eval: {datasets: [a, b]}", "eval: {datasets: [a, b], probe: captions}"))
     steps = launch(load_study(spec), tmp_path / "run", dry_run=True)
     kinds = {step.kind for step in steps}
-    assert kinds == {"train", "export", "predict", "probe"}
+    assert kinds == {"train", "export", "evaluate", "probe"}
     options = slurm.parse_options([f"{kind}:gres=gpu:{n}" for n, kind in enumerate(sorted(kinds), 1)])
     jobs = slurm.plan_jobs(steps, spec, tmp_path / "run", options)
     for job in jobs:

@@ -62,5 +62,5 @@ def format_plan(steps: list[Stage]) -> str:
     lines = [f"{len(steps)} stages, {len(steps) - todo} done, {todo} to run:"]
     for step in steps:
         lines.append(f"  [{'done' if step.done else 'todo'}] {step.name}\n         {step.command}")
-        lines += [f"         {part}" for part in step.parts]
+        lines += [f"         + {part}" for part in step.parts]
     return "\n".join(lines)
