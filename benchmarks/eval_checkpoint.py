@@ -148,7 +148,7 @@ def main() -> None:
         texts = configs(model, data, root, args)
         rows = len(json.loads((dataset_dir / "set0.json").read_text())) * len(SETS)
 
-        old_wall, old = per_set_processes(texts, root / "per-set")
+        old_wall, old = per_set_processes(texts, root)
         new_wall, new = evaluate_stage(texts, root, "predict")
         logits_wall, _ = evaluate_stage(texts, root, "logits")
         best = floor(texts, root)

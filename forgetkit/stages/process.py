@@ -95,7 +95,7 @@ def run_side_by_side(
                 )
             while any(process.poll() is None for process in processes) and not _failed(processes):
                 watch(bar)
-                time.sleep(0.5)
+                time.sleep(0.2)
             watch(bar)
     finally:
         for index, process in enumerate(processes):
