@@ -60,11 +60,14 @@ class Worker:
             if Path(member["target"]).is_file():
                 RowLog(self.run.scratch(member["name"]), self.shard).remove()
 
-    def _session(self, args: PredictArgs) -> Session:
+    def _parsed(self, member: dict) -> tuple[PredictArgs, Session]:
+        """The member's predict YAML as LF parses it (LF's scratch inside the set's folder), and the session that
+        loaded the checkpoint for the first set."""
+        args = parse_predict(member["config"], self.job["device"], self.run.scratch(member["name"]) / "lf")
         if self.session is None:
             self.session = Session(args)
         self.session.check_same_model(args)
-        return self.session
+        return args, self.session
 
     def fill(
         self, member: dict, order: list[int], batch_size: int, answer: Callable[[list[int]], list[str]], whole: bool
@@ -87,8 +90,8 @@ class Worker:
     def _logits(self, member: dict) -> None:
         from forgetkit.stages.logits import inputs_of, score_inputs
 
-        args = parse_predict(member["config"], self.job["device"], self.run.scratch(member["name"]) / "lf")
-        inputs = inputs_of(self._session(args), args)
+        args, session = self._parsed(member)
+        inputs = inputs_of(session, args)
         batch_size = args.training_args.per_device_eval_batch_size
 
         def answer(chunk: list[int]) -> list[str]:
@@ -101,9 +104,7 @@ class Worker:
     def _predict(self, member: dict) -> None:
         from llamafactory.train.sft import workflow
 
-        output_dir = self.run.scratch(member["name"]) / "lf"
-        args = parse_predict(member["config"], self.job["device"], output_dir)
-        session = self._session(args)
+        args, session = self._parsed(member)
         whole = bool(args.generating_args.do_sample) or not args.generating_args.skip_special_tokens
         skip = args.generating_args.skip_special_tokens
         with _answered_by(workflow, session, self, member, whole, skip):
