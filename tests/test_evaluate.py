@@ -21,6 +21,7 @@ from forgetkit.render import DataSpec, render_predict
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
 from forgetkit.stages import llamafactory
+from forgetkit.stages.eval_worker import Worker
 from forgetkit.stages.evaluate import WORKER, job_path
 from forgetkit.stages.rowlog import RowLog
 from forgetkit.stages.stage import Stage
@@ -131,6 +132,18 @@ def test_two_devices_share_the_rows_and_merge_in_row_order(
         assert f"predict zero-shot {SETS[0]}: answering 12 rows in 3 chunks" in log
         assert f"worker {shard} of 2, CUDA_VISIBLE_DEVICES={shard}" in log
     assert predictions(run) == uninterrupted
+    assert not (run.root / "scratch").exists(), "the parts and both workers' LF folders go once the sets merged"
+
+
+def test_a_chunk_answered_with_too_few_lines_stops_the_worker_and_keeps_the_rows_before(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run").create()
+    job = {"run": str(run.root), "device": "cpu", "chunk_rows": 2, "members": []}
+    member = {"name": "predict zero-shot x", "target": str(tmp_path / "x.jsonl"), "digest": "d", "command": "c"}
+    worker = Worker(job, 0, 1)
+    with pytest.raises(ForgetkitError, match="predict zero-shot x: 1 predictions came back for a chunk of 2 rows"):
+        worker.fill(member, [0, 1, 2, 3], 1, lambda chunk: [f"line {row}" for row in chunk][: 3 - chunk[0]], False)
+    assert RowLog(run.scratch(member["name"]), 0).done() == {0: "line 0", 1: "line 1"}
+    assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_a_row_log_keeps_whole_records_and_merges_only_a_complete_set(tmp_path: Path) -> None:

@@ -57,13 +57,14 @@ class Worker:
         print(f"worker {self.shard} of {self.count}, CUDA_VISIBLE_DEVICES={visible}", flush=True)
         for member in self.job["members"]:
             getattr(self, f"_{member['kind']}")(member)
-            if Path(member["target"]).is_file():
-                RowLog(self.run.scratch(member["name"]), self.shard).remove()
 
     def _parsed(self, member: dict) -> tuple[PredictArgs, Session]:
-        """The member's predict YAML as LF parses it (LF's scratch inside the set's folder), and the session that
-        loaded the checkpoint for the first set."""
-        args = parse_predict(member["config"], self.job["device"], self.run.scratch(member["name"]) / "lf")
+        """The member's predict YAML as LF parses it, and the session that loaded the checkpoint for the first set.
+
+        LF writes each chunk's predictions into its output folder before the worker reads them back, so every
+        worker has a folder of its own inside the set's."""
+        scratch = self.run.scratch(member["name"]) / f"lf-{self.shard}"
+        args = parse_predict(member["config"], self.job["device"], scratch)
         if self.session is None:
             self.session = Session(args)
         self.session.check_same_model(args)
@@ -83,7 +84,13 @@ class Worker:
             print(f"{member['name']}: {kept} of {len(order)} rows kept from an earlier run", flush=True)
         print(f"{member['name']}: answering {sum(map(len, todo))} rows in {len(todo)} chunks", flush=True)
         for chunk in tqdm(todo, desc=member["name"], unit="chunk"):
-            log.append(list(zip(chunk, answer(chunk))))
+            lines = answer(chunk)
+            if len(lines) != len(chunk):
+                raise ForgetkitError(
+                    f"{member['name']}: {len(lines)} predictions came back for a chunk of {len(chunk)} rows; "
+                    f"delete {self.run.scratch(member['name'])} and launch again"
+                )
+            log.append(list(zip(chunk, lines)))
         if log.merge(len(order), Path(member["target"])):
             self.run.mark(member["name"], "done", member["digest"], command=member["command"])
 

@@ -21,6 +21,7 @@ from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.rundir import RunDir
 from forgetkit.stage_names import stage_name
+from forgetkit.stages import rowlog
 from forgetkit.stages.process import Command, run_side_by_side, subprocess_env
 from forgetkit.stages.stage import Stage, identity
 
@@ -120,6 +121,9 @@ class Evaluation:
             commands.append(Command(args, log, env))
         watch = partial(_count_done, run=run, todo=todo)
         run_side_by_side(commands, desc=stage, unit="set", watch=watch, failure=stage)
+        for m in todo:
+            if member_done(run, m):
+                rowlog.remove(run.scratch(m.name))  # no worker writes into it any more
         missing = [m.dataset for m in todo if not member_done(run, m)]
         if missing:
             raise ForgetkitError(f"{stage}: its workers ended without {', '.join(missing)}; see {run.log(stage)}")

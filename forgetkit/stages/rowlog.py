@@ -61,23 +61,28 @@ class RowLog:
                 part.unlink()
             return True
 
-    def remove(self) -> None:
-        """The folder (with whatever scratch the tool left in it) and its lock, once the set is merged."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            self._lock_path.unlink()
-            self.folder.parent.rmdir()
-
     @property
     def _lock_path(self) -> Path:
-        return self.folder.with_name(self.folder.name + ".lock")
+        return lock_path(self.folder)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
         with open(self._lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
+
+
+def lock_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".lock")
+
+
+def remove(folder: Path) -> None:
+    """A merged set's folder (with whatever scratch the tool left in it) and its lock, once its workers ended."""
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        lock_path(folder).unlink()
+        folder.parent.rmdir()
 
 
 def _records(part: Path) -> Iterator[tuple[int, str]]:
