@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from forgetkit.models import TINY, resolve_model
 from forgetkit.recipes import CPU
 from forgetkit.render import DataSpec, render_predict
 from forgetkit.rundir import RunDir
@@ -144,7 +145,7 @@ def main() -> None:
         dataset_dir = build_set(root, args.per_class)
         make_sets(dataset_dir)
         data = DataSpec(str(dataset_dir), ("imagenet_vqa_train",), cutoff_len=512, image_max_pixels=4096)
-        model = str(tune(root, data, args.train_steps)) if args.train_steps else "tiny-qwen2.5-vl"
+        model = str(tune(root, data, args.train_steps)) if args.train_steps else resolve_model(TINY).path
         texts = configs(model, data, root, args)
         rows = len(json.loads((dataset_dir / "set0.json").read_text())) * len(SETS)
 

@@ -109,10 +109,15 @@ def read_lock(path: Path) -> dict[str, str]:
 
 
 def run_checks(device: str = "cpu", required_only: bool = False) -> list[Check]:
-    """Every check, in the order `forgetkit doctor` prints them; CUDA is required when `device` is cuda."""
+    """Every check, in the order `forgetkit doctor` prints them; CUDA is required when `device` is cuda.
+
+    `required_only` (the gate before a stage runs) stops at a broken torch stack and kills the other probes."""
     with _Probes() as probes:
+        torch = _torch_stack(probes.result("torch"))
+        if required_only and not torch.ok:
+            return [torch]  # every tool imports torch: its check would only repeat this failure, after its import
         checks = [
-            _torch_stack(probes.result("torch")),
+            torch,
             _llamafactory(probes.result("llamafactory"), probes.result("llamafactory-cli")),
             _tool("VLMEvalKit", "ms-vlmeval", probes.result("vlmeval")),
             _tool("open_clip", "open_clip_torch", probes.result("open_clip")),
@@ -176,29 +181,35 @@ class _Result:
 
 
 class _Probes:
-    """The tools' imports, started together in child processes so the checks cost the slowest one."""
+    """The tools' imports in child processes: torch's alone first (every other one imports it, so a broken torch
+    stack is told in seconds), then the rest together, so they cost the slowest one."""
 
     def __init__(self) -> None:
         self._lmudata = tempfile.TemporaryDirectory(prefix="forgetkit-doctor-")
-        env = dict(os.environ, LMUData=self._lmudata.name, PYTHONUNBUFFERED="1")
+        self._env = dict(os.environ, LMUData=self._lmudata.name, PYTHONUNBUFFERED="1")
         cli = Path(sys.executable).with_name("llamafactory-cli")
-        commands = {
-            "torch": [sys.executable, "-c", _TORCH_PROBE],
+        self._waiting = {
             "llamafactory": [sys.executable, "-c", "import llamafactory.train.tuner"],
             "llamafactory-cli": [str(cli) if cli.exists() else "llamafactory-cli", "version"],
             "vlmeval": [sys.executable, "-c", "import vlmeval"],
             "open_clip": [sys.executable, "-c", "import open_clip"],
         }
         self._running: dict[str, subprocess.Popen | _Result] = {}
-        for name, args in commands.items():
-            try:
-                self._running[name] = subprocess.Popen(
-                    args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-                )
-            except OSError as err:
-                self._running[name] = _Result(127, "", f"OSError: {err}")
+        self._start("torch", [sys.executable, "-c", _TORCH_PROBE])
+
+    def _start(self, name: str, args: list[str]) -> None:
+        try:
+            self._running[name] = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env
+            )
+        except OSError as err:
+            self._running[name] = _Result(127, "", f"OSError: {err}")
 
     def result(self, name: str) -> _Result:
+        if name not in self._running:
+            for waiting, args in self._waiting.items():
+                self._start(waiting, args)
+            self._waiting = {}
         found = self._running[name]
         if isinstance(found, subprocess.Popen):
             try:

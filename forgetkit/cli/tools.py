@@ -90,13 +90,14 @@ def demo(
     real LLaMA-Factory training (two recipes and a 2-task continual run), prediction, LoRA merges and
     VLMEvalKit, then `forgetkit report`. Rerun with the same --workdir to continue an interrupted demo.
     """
-    from forgetkit.demo import run_demo
     from forgetkit.doctor import require
+
+    require("cpu")  # before the pipeline's imports, so a broken stack is told in seconds
+    from forgetkit.demo import run_demo
     from forgetkit.report import summary, write_report
     from forgetkit.report.terminal import format_run
     from forgetkit.rundir import RunDir
 
-    require("cpu")
     table = run_demo(workdir)
     run = workdir / "run"
     typer.echo(f"\nrun directory: {run}\n")
