@@ -31,7 +31,7 @@ from forgetkit.errors import ForgetkitError
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "clip_configs"
-"""Extra open_clip architectures; `tiny-random-clip` runs the real code path fast, for tests."""
+"""Extra open_clip architectures; `tiny-random-clip` runs the real code path fast, for tests and the demo."""
 SHARD_SIZE = 8192
 TEMPLATE_SETS = ("photo", "simple", "openai")
 """Prompt sets for the class-name embeddings: `photo` is the authors' one prompt, `simple` and `openai` are

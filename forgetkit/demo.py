@@ -41,9 +41,10 @@ def build_demo_data(workdir: Path, clip: ClipSpec | None = None) -> Path:
 
     Returns `workdir/data`, which holds the LF files with their dataset_info.json and `lmudata/` for
     VLMEvalKit. A source folder or dataset that is already complete is kept. `clip` picks the distractors
-    of the classification sets (default: ViT-B-32 with random weights, which needs no download).
+    of the classification sets (default: open_clip's code on `tiny-random-clip`, random weights like any CLIP
+    here without a download, so a full-size tower would only pick equally arbitrary distractors, 40 s slower).
     """
-    clip = clip or ClipSpec(model="ViT-B-32", pretrained="none", batch_size=32, num_workers=0)
+    clip = clip or ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=32, num_workers=0)
     workdir.mkdir(parents=True, exist_ok=True)
     images = _drawn(workdir / "images", lambda root: make_image_folder(root, splits=SPLITS))
     ood = _drawn(workdir / "ood_images", write_ood_image_folder)
