@@ -187,11 +187,16 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Hardware:
-    """Where a recipe runs. The global batch is split as per-device batch x accumulation x devices."""
+    """Where a recipe runs. The global batch is split as per-device batch x accumulation x devices x nodes."""
 
     __pydantic_config__ = ConfigDict(extra="forbid")
 
     devices: Count = 1
+    """GPUs per node."""
+    nodes: Count = 1
+    """Nodes one training spans (under Slurm: one job with `--nodes`, LF's launcher on each)."""
+    deepspeed: Text | None = None
+    """DeepSpeed ZeRO for training: z2, z3 (the configs in templates/deepspeed/) or a JSON path."""
     per_device_batch_size: Count = 4
     bf16: Flag = True
     dataloader_workers: Size = 4
@@ -212,12 +217,13 @@ class Hardware:
 
     def split(self, recipe: Recipe) -> tuple[int, int]:
         """(per-device batch, gradient accumulation) that multiply out to the recipe's global batch."""
-        per_device = max(1, min(self.per_device_batch_size, recipe.batch_size // self.devices))
-        per_step = per_device * self.devices
+        devices = self.devices * self.nodes
+        per_device = max(1, min(self.per_device_batch_size, recipe.batch_size // devices))
+        per_step = per_device * devices
         if recipe.batch_size % per_step:
             raise ForgetkitError(
                 f"global batch {recipe.batch_size} is not a multiple of per-device batch {per_device} x "
-                f"{self.devices} device(s); change --batch-size or --gpus"
+                f"{devices} device(s); change --batch-size or --gpus"
             )
         return per_device, recipe.batch_size // per_step
 

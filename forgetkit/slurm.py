@@ -21,6 +21,7 @@ from pathlib import Path
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
+from forgetkit.recipes import Hardware
 from forgetkit.rundir import stage_slug
 from forgetkit.stage_names import KINDS, stage_kind
 from forgetkit.stages.stage import Stage
@@ -58,10 +59,13 @@ def parse_options(items: list[str]) -> dict[str, str]:
     return options
 
 
-def plan_jobs(steps: list[Stage], spec: Path, run_dir: Path, options: Mapping[str, str]) -> list[Job]:
+def plan_jobs(
+    steps: list[Stage], spec: Path, run_dir: Path, options: Mapping[str, str], hardware: Hardware | None = None
+) -> list[Job]:
     """The job of every stage not done, in plan order, each waiting only for stages that are not done either.
 
     Scripts are named `RUN/slurm/<NN>-<stage>.sbatch` after the stage's place in the plan. Nothing is written.
+    With `hardware.nodes` above 1, a training job spans that many nodes (`multi_node_script`).
     """
     spec, run_dir = spec.absolute(), run_dir.absolute()
     done = {step.name for step in steps if step.done}
@@ -75,9 +79,9 @@ def plan_jobs(steps: list[Stage], spec: Path, run_dir: Path, options: Mapping[st
         if unplanned:
             raise ValueError(f"the plan lists {step.name!r} before {sorted(unplanned)}, which it depends on")
         script = run_dir / "slurm" / f"{index:0{width}d}-{stage_slug(step.name)}.sbatch"
-        result.append(
-            Job(step.name, script, _script(step.name, spec, run_dir, _options_for(step.name, options)), after)
-        )
+        nodes = hardware if hardware is not None and hardware.nodes > 1 and step.kind == "train" else None
+        text = _script(step.name, spec, run_dir, _options_for(step.name, options), nodes)
+        result.append(Job(step.name, script, text, after))
     return result
 
 
@@ -88,17 +92,38 @@ def _options_for(stage: str, options: Mapping[str, str]) -> dict[str, str]:
     return shared | {key.removeprefix(prefix): value for key, value in options.items() if key.startswith(prefix)}
 
 
-def _script(stage: str, spec: Path, run_dir: Path, options: Mapping[str, str]) -> str:
+def _script(stage: str, spec: Path, run_dir: Path, options: Mapping[str, str], nodes: Hardware | None) -> str:
     """A batch script running `stage` from the directory forgetkit was launched in, with this Python.
 
     sbatch reads `#SBATCH` arguments with shell-like quoting and treats `%` in file names as a pattern."""
     slug = stage_slug(stage)
     log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{slug}-%j.out"
-    directives = {"job-name": f"forgetkit-{slug}", "output": log, **options}
+    directives = {"job-name": f"forgetkit-{slug}", "output": log}
+    if nodes is not None:
+        directives |= {"nodes": str(nodes.nodes), "ntasks-per-node": "1", "gpus-per-node": str(nodes.devices)}
     command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage", stage]
-    lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(f'--{key}={value}')}" for key, value in directives.items())]
-    lines += [f"cd {shlex.quote(os.getcwd())}", f"exec {shlex.join(command)}"]
+    lines = [
+        "#!/bin/bash",
+        *(f"#SBATCH {shlex.quote(f'--{key}={value}')}" for key, value in (directives | options).items()),
+    ]
+    lines.append(f"cd {shlex.quote(os.getcwd())}")
+    lines += _multi_node(command, nodes) if nodes is not None else [f"exec {shlex.join(command)}"]
     return "\n".join(lines) + "\n"
+
+
+def _multi_node(command: list[str], hardware: Hardware) -> list[str]:
+    """One task per node, each running the stage with LF's launcher told the rendezvous (torchrun across nodes):
+    `NNODES` and `MASTER_ADDR` (the allocation's first host) from Slurm, `NODE_RANK` = the task's node, and
+    `NPROC_PER_NODE` = the spec's GPUs per node. Node rank 0 records the stage; the others only train."""
+    node = "NODE_RANK=$SLURM_NODEID exec " + shlex.join(command)
+    return [
+        'export NNODES="$SLURM_JOB_NUM_NODES"',
+        f"export NPROC_PER_NODE={hardware.devices}",
+        'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        'export MASTER_PORT="${MASTER_PORT:-29500}"',
+        "export FORCE_TORCHRUN=1",
+        f"exec srun --kill-on-bad-exit=1 bash -c {shlex.quote(node)}",
+    ]
 
 
 def sbatch_command(job: Job, ids: Mapping[str, str]) -> list[str]:

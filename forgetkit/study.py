@@ -8,6 +8,7 @@ redoes what is not.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from forgetkit import atomic
@@ -60,6 +61,8 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
         return plan(study, run)
     check_data(study)
     local_model_dir(resolve_model(study.model, study.template).path)  # a hub id is keyed by its cached commit
+    if only is not None and int(os.environ.get("NODE_RANK") or 0) > 0:
+        return _join_training(run, plan(study, run), only)
     if only is not None:
         with run.stage_lock(only):
             return _launch_one(study, run, plan(study, run), only)
@@ -133,6 +136,16 @@ def _launch_one(study: Study, run: RunDir, steps: list[Stage], name: str) -> lis
     if not step.done:
         prepare(study, run)
         _run_stage(study, run, step)
+    return steps
+
+
+def _join_training(run: RunDir, steps: list[Stage], name: str) -> list[Stage]:
+    """A multi-node training's node other than the first: LF's launcher joins the first node's rendezvous; the
+    first node holds the stage's lock and records it."""
+    step = next((step for step in steps if step.name == name), None)
+    if step is None or step.kind != "train":
+        raise ForgetkitError(f"NODE_RANK is set, but {name!r} is no training stage of this study; unset NODE_RANK")
+    step.action()
     return steps
 
 

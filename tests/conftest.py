@@ -1,6 +1,9 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from slurm_cluster import SlurmCluster
+from slurm_cluster import unavailable as slurm_cluster_unavailable
 
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.fixtures.synthetic import make_image_folder
@@ -18,3 +21,16 @@ def offline_clip(tmp_path_factory: pytest.TempPathFactory) -> ClipSpec:
     return ClipSpec(
         model="tiny-random-clip", pretrained="none", batch_size=16, cache_dir=tmp_path_factory.mktemp("clip-cache")
     )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """A private single-node Slurm cluster (munged, slurmctld, slurmd), started once and stopped at the end."""
+    reason = slurm_cluster_unavailable()
+    if reason:
+        pytest.skip(f"no test Slurm cluster: {reason}")
+    cluster = SlurmCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,9 +1,9 @@
 """`forgetkit launch SPEC --backend slurm`: one sbatch job per stage not done, ordered by Slurm's own
 `--dependency=afterok:`, each job running `forgetkit launch SPEC --stage NAME`.
 
-Slurm cannot run on this machine, so a small fake `sbatch` on PATH stands in for the scheduler only: it records
-its arguments, prints increasing job ids the way `sbatch --parsable` does, and in the end-to-end test runs each
-script at once with bash, as if Slurm had started it.
+The end-to-end test submits to a real single-node Slurm cluster the suite starts itself (`slurm_cluster`). The
+other tests keep a small fake `sbatch` on PATH for what a real one cannot show quickly or at all: the exact
+arguments of every submission, a rejected submission midway, a queue that still holds an earlier job.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 from built_data import built
+from slurm_cluster import SlurmCluster
 from typer.testing import CliRunner
 
 from forgetkit import slurm
 from forgetkit.cli import app
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
+from forgetkit.resources import bundled
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
 from forgetkit.stage_names import stage_kind
@@ -32,7 +34,7 @@ runner = CliRunner()
 
 FAKE_SBATCH = """#!/bin/bash
 # Stand-in for Slurm's sbatch: record the arguments, print the next job id as `sbatch --parsable` does on a
-# multi-cluster setup (ID;CLUSTER); optionally run the script now, or fail like a rejected submission.
+# multi-cluster setup (ID;CLUSTER); or fail like a rejected submission.
 set -e
 log={log}
 id=$(( $(cat "$log/last-id" 2>/dev/null || echo 100) + 1 ))
@@ -42,9 +44,6 @@ if [ "$id" = "{fail_at}" ]; then
   exit 1
 fi
 printf '%s\\n' "$@" > "$log/$id.args"
-if [ -n "{run}" ]; then
-  bash "${{@: -1}}" > "$log/$id.out" 2>&1 || {{ echo "job $id failed, see $log/$id.out" >&2; exit 1; }}
-fi
 echo "$id;fake-cluster"
 """
 FAKE_SQUEUE = """#!/bin/bash
@@ -66,13 +65,13 @@ class FakeSlurm:
         (self.log / "queue").write_text("".join(f"{job_id}\n" for job_id in job_ids))
 
 
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_jobs: bool = False, fail_at: int = 0) -> FakeSlurm:
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail_at: int = 0) -> FakeSlurm:
     bin_dir, log = tmp_path / "fake-bin", tmp_path / "fake-slurm"
     bin_dir.mkdir()
     log.mkdir()
     for name, text in (("sbatch", FAKE_SBATCH), ("squeue", FAKE_SQUEUE)):
         script = bin_dir / name
-        script.write_text(text.format(log=shlex.quote(str(log)), run="1" if run_jobs else "", fail_at=fail_at))
+        script.write_text(text.format(log=shlex.quote(str(log)), fail_at=fail_at))
         script.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return FakeSlurm(log)
@@ -230,8 +229,8 @@ def test_a_stage_runs_only_by_its_planned_name_and_after_its_dependencies(
 
 
 @pytest.mark.slow
-def test_every_job_runs_its_stage_and_the_run_scores(
-    shapes: Path, offline_clip: ClipSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_on_a_real_cluster_a_cancelled_job_takes_its_dependants_along_and_the_next_launch_submits_the_rest(
+    shapes: Path, offline_clip: ClipSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slurm_cluster: SlurmCluster
 ) -> None:
     from datasets_builders import BuildOptions, build
     from forgetkit.scoring import score_run
@@ -244,27 +243,36 @@ def test_every_job_runs_its_stage_and_the_run_scores(
         "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
         "recipes: {r: {steps: 2, save_steps: 2}}\n"
     )
-    fake = fake_slurm(tmp_path, monkeypatch, run_jobs=True)
+    monkeypatch.chdir(tmp_path)
+    launch(load_study(spec), tmp_path / "local")
+    local = score_run(RunDir(tmp_path / "local"))
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
     run_dir = tmp_path / "run"
-    result = runner.invoke(app, ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"])
-    assert result.exit_code == 0, result.output
+    args = ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"]
 
-    assert len(fake.submissions()) == 3
-    for job_id in fake.submissions():
-        assert "done in" in (fake.log / f"{job_id}.out").read_text().splitlines()[-1]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    jobs = {stage: entry["job_id"] for stage, entry in json.loads(slurm.jobs_path(run_dir).read_text()).items()}
+    assert list(jobs) == ["evaluate zero-shot", "train r", "evaluate r/checkpoint-2"]
+    slurm_cluster.client("scancel", jobs["train r"])
+    slurm_cluster.wait_empty()
     state = RunDir(run_dir).read_state()
-    assert set(state) == {
-        "evaluate zero-shot",
-        "logits zero-shot imagenet_vqa_val",
+    assert state["evaluate zero-shot"]["status"] == "done"
+    assert state.get("train r", {}).get("status") != "done"
+    assert "evaluate r/checkpoint-2" not in state, "cancelled by Slurm (--kill-on-invalid-dep) before it ran"
+
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0, second.output
+    resubmitted = json.loads(slurm.jobs_path(run_dir).read_text())
+    assert [stage for stage, entry in resubmitted.items() if entry["job_id"] != jobs[stage]] == [
         "train r",
         "evaluate r/checkpoint-2",
-        "logits r/checkpoint-2 imagenet_vqa_val",
-    }
-    assert {entry["status"] for entry in state.values()} == {"done"}
-    table = score_run(RunDir(run_dir))
-    assert table["zero-shot"]["imagenet_vqa_val"]["total"] == table["r/checkpoint-2"]["imagenet_vqa_val"]["total"] > 0
+    ], "exactly the stages not done"
+    slurm_cluster.wait_empty()
+    assert {entry["status"] for entry in RunDir(run_dir).read_state().values()} == {"done"}
+    assert score_run(RunDir(run_dir)) == local, "the same scores as the local backend"
 
-    again = runner.invoke(app, ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"])
+    again = runner.invoke(app, args)
     assert again.exit_code == 0 and "nothing to submit: all 3 stages are done" in again.output
 
 
@@ -280,3 +288,42 @@ def test_every_kind_of_stage_a_study_plans_can_be_given_its_own_resources(tmp_pa
     for job in jobs:
         n = sorted(kinds).index(stage_kind(job.stage)) + 1
         assert f"#SBATCH --gres=gpu:{n}\n" in job.text, job.stage
+
+
+def test_a_multi_node_training_is_one_job_running_lf_s_launcher_on_every_node(tmp_path: Path) -> None:
+    spec = study_spec(tmp_path)
+    spec.write_text(spec.read_text() + "hardware: {nodes: 2, devices: 8, deepspeed: z3}\n")
+    study = load_study(spec)
+    steps = launch(study, tmp_path / "run", dry_run=True)
+    jobs = {
+        job.stage: job for job in slurm.plan_jobs(steps, spec, tmp_path / "run", {"time": "48:00:00"}, study.hardware)
+    }
+    lines = jobs["train r"].text.splitlines()
+    directives = [line.removeprefix("#SBATCH ") for line in lines if line.startswith("#SBATCH ")]
+    assert directives[2:] == ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=8", "--time=48:00:00"]
+    stage = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(tmp_path / "run")]
+    assert lines[-6:] == [
+        'export NNODES="$SLURM_JOB_NUM_NODES"',
+        "export NPROC_PER_NODE=8",
+        'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        'export MASTER_PORT="${MASTER_PORT:-29500}"',
+        "export FORCE_TORCHRUN=1",
+        "exec srun --kill-on-bad-exit=1 bash -c "
+        + shlex.quote("NODE_RANK=$SLURM_NODEID exec " + shlex.join([*stage, "--stage", "train r"])),
+    ]
+    assert "--nodes" not in jobs["evaluate r/checkpoint-2"].text and "srun" not in jobs["evaluate r/checkpoint-2"].text
+    train = next(step for step in steps if step.name == "train r").action.args[2]
+    assert 'deepspeed: "' in train and train.split('deepspeed: "')[1].startswith(str(bundled("templates/deepspeed")))
+    assert "per_device_train_batch_size: 1\ngradient_accumulation_steps: 1\n" in train, "16 = 1 x 1 x 8 GPUs x 2 nodes"
+
+
+def test_a_node_after_the_first_trains_without_recording_and_only_a_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NODE_RANK", "1")
+    result = runner.invoke(
+        app, ["launch", str(study_spec(tmp_path)), "--run-dir", str(tmp_path / "run"), "--stage", "evaluate zero-shot"]
+    )
+    assert str(result.exception) == (
+        "NODE_RANK is set, but 'evaluate zero-shot' is no training stage of this study; unset NODE_RANK"
+    )

@@ -110,7 +110,7 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
 
     options = slurm.parse_options(sbatch)
     steps = run_study(study, target, dry_run=True)
-    jobs = slurm.plan_jobs(steps, spec, target, options)
+    jobs = slurm.plan_jobs(steps, spec, target, options, study.hardware)
     if dry_run:
         typer.echo(format_plan(steps))
         if jobs:

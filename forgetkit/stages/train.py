@@ -62,6 +62,7 @@ def train_stage(
         study.hardware,
         seed=study.seed,
         logging_steps=logging_steps,
+        deepspeed=study.hardware.deepspeed,
         trust_remote_code=study.trust_remote_code,
     )
     stage = stage_name("train", label)
