@@ -65,7 +65,7 @@ def plan_jobs(
     """The job of every stage not done, in plan order, each waiting only for stages that are not done either.
 
     Scripts are named `RUN/slurm/<NN>-<stage>.sbatch` after the stage's place in the plan. Nothing is written.
-    With `hardware.nodes` above 1, a training job spans that many nodes (`multi_node_script`).
+    With `hardware.nodes` above 1, a training job spans that many nodes (`_multi_node`).
     """
     spec, run_dir = spec.absolute(), run_dir.absolute()
     done = {step.name for step in steps if step.done}

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
@@ -108,7 +109,7 @@ class SlurmCluster:
     def wait_empty(self, timeout: float = 900) -> None:
         self._wait("queue empty", lambda: not self.queued(), timeout)
 
-    def _wait(self, what: str, ready, timeout: float = 60) -> None:
+    def _wait(self, what: str, ready: Callable[[], bool], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not ready():
             if time.monotonic() > deadline:
