@@ -29,16 +29,17 @@ class ModelSpec:
     """The model's entry in VLMEvalKit's `vlmeval/config.py`, whose image limits its benchmarks run with."""
 
     def num_layers(self) -> int:
-        """LLM layer count: the registry's, or `num_hidden_layers` in a local model's config.json."""
+        """LLM layer count: the registry's, or `num_hidden_layers` in the model's config.json (a local folder's,
+        the HF cache's, or fetched alone from the hub unless offline)."""
         if self.layers is not None:
             return self.layers
-        data = self._config()
+        data = self._config(fetch=True)
         count = data.get("num_hidden_layers") or data.get("text_config", {}).get("num_hidden_layers")
         if isinstance(count, int):
             return count
         raise ForgetkitError(
-            f"cannot tell how many LLM layers {self.name} has (no num_hidden_layers in its config.json); "
-            "use a registry model or a local model directory"
+            f"cannot tell how many LLM layers {self.name} has (no num_hidden_layers in a config.json here, in the HF "
+            f"cache or on the hub); download it (`hf download {self.path} config.json`) or name a local folder"
         )
 
     def projector_modules(self) -> tuple[str, ...]:
@@ -55,43 +56,90 @@ class ModelSpec:
             )
         return tuple(COMPOSITE_MODELS[model_type].projector_keys)
 
-    def _config(self) -> dict:
-        """A local model's config.json, or a hub id's in the HF cache; empty for a hub id not cached yet."""
+    def _config(self, fetch: bool = False) -> dict:
+        """A local model's config.json, or a hub id's in the HF cache; for a hub id not cached yet, with `fetch` its
+        config.json alone from the hub (unless offline), else empty."""
         folder = Path(self.path).expanduser()
         config = (folder if folder.is_dir() else cached_snapshot(self.path) or folder) / "config.json"
+        if not config.is_file() and fetch and not folder.is_dir() and not hub_offline():
+            config = _fetched_config(self.path) or config
         return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else {}
+
+
+def _fetched_config(repo_id: str) -> Path | None:
+    """Hub id `repo_id`'s config.json downloaded into the HF cache; None where the hub does not give it."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(hf_hub_download(repo_id, "config.json", cache_dir=hub_cache()))
+    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError):
+        return None
 
 
 @dataclass(frozen=True)
 class Family:
-    """What every model of one family shares: LF's chat template for it, its config.json `model_type`, and the
-    transformers class forgetkit's VLMEvalKit model loads it with."""
+    """What every model of one family shares: LF's chat template for it, and the transformers class VLMEvalKit's
+    stage, the tiny stand-in and (through LF's own loading) the logits stage load it as. Its vision tower /
+    projector / LLM module groups are LF's `COMPOSITE_MODELS` entry for its `model_type` (`part_keys`): the
+    names LF's freeze flags act on."""
 
     template: str
-    model_type: str
     hf_class: str
+
+    @staticmethod
+    def part_keys(model_type: str) -> dict[str, tuple[str, ...]]:
+        """LF's module-name prefixes of each part (`vision_tower`, `projector`, `llm`) of a `model_type` model."""
+        from llamafactory.model.model_utils.visual import COMPOSITE_MODELS
+
+        composite = COMPOSITE_MODELS[model_type]
+        return {
+            "vision_tower": tuple(composite.vision_model_keys),
+            "projector": tuple(composite.projector_keys),
+            "llm": tuple(composite.language_model_keys),
+        }
 
 
 FAMILIES = {
-    "qwen2_5_vl": Family("qwen2_vl", "qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration"),
-    "llava": Family("llava", "llava", "LlavaForConditionalGeneration"),
+    "qwen2_vl": Family("qwen2_vl", "Qwen2VLForConditionalGeneration"),
+    "qwen2_5_vl": Family("qwen2_vl", "Qwen2_5_VLForConditionalGeneration"),
+    "qwen3_vl": Family("qwen3_vl_nothink", "Qwen3VLForConditionalGeneration"),
+    "llava": Family("llava", "LlavaForConditionalGeneration"),
+    "internvl": Family("intern_vl", "InternVLForConditionalGeneration"),
 }
-"""Keyed by the model kind VLMEvalKit's stage names (`kind` in its settings)."""
-TEMPLATE_KINDS = {family.template: kind for kind, family in FAMILIES.items()}
-"""LF chat template -> the family VLMEvalKit loads a model of that template as."""
+"""Keyed by transformers' `model_type` in a model's config.json (the `kind` VLMEvalKit's stage names)."""
 
 
-def _registered(name: str, hub_id: str, kind: str, layers: int, vlmeval_entry: str) -> ModelSpec:
-    family = FAMILIES[kind]
-    return ModelSpec(name, hub_id, family.template, layers, family.model_type, vlmeval_entry)
+def family_of(spec: ModelSpec, purpose: str) -> str:
+    """The FAMILIES key of `spec`'s model, or one line naming what `purpose` needs."""
+    if spec.model_type in FAMILIES:
+        return spec.model_type
+    found = f"model type {spec.model_type!r}" if spec.model_type else "no model type (its config.json is not here)"
+    raise ForgetkitError(
+        f"{purpose} needs a model of a family forgetkit knows ({', '.join(FAMILIES)}); {spec.name} has {found}: "
+        "use a registry model, or download the model first (`hf download ID`) so its config.json can be read"
+    )
+
+
+def _registered(name: str, hub_id: str, family: str, layers: int, vlmeval_entry: str) -> ModelSpec:
+    return ModelSpec(name, hub_id, FAMILIES[family].template, layers, family, vlmeval_entry)
 
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
+        _registered("qwen2-vl-2b", "Qwen/Qwen2-VL-2B-Instruct", "qwen2_vl", 28, "Qwen2-VL-2B-Instruct"),
+        _registered("qwen2-vl-7b", "Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl", 28, "Qwen2-VL-7B-Instruct"),
         _registered("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_5_vl", 36, "Qwen2.5-VL-3B-Instruct"),
         _registered("qwen2.5-vl-7b", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", 28, "Qwen2.5-VL-7B-Instruct"),
+        _registered("qwen3-vl-2b", "Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", 28, "Qwen3-VL-2B-Instruct"),
+        _registered("qwen3-vl-4b", "Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", 36, "Qwen3-VL-4B-Instruct"),
+        _registered("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", 36, "Qwen3-VL-8B-Instruct"),
         _registered("llava-1.5-7b", "llava-hf/llava-1.5-7b-hf", "llava", 32, "llava_v1.5_7b"),
+        _registered("llava-1.5-13b", "llava-hf/llava-1.5-13b-hf", "llava", 40, "llava_v1.5_13b"),
+        _registered("internvl3-1b", "OpenGVLab/InternVL3-1B-hf", "internvl", 24, "InternVL3-1B"),
+        _registered("internvl3-2b", "OpenGVLab/InternVL3-2B-hf", "internvl", 28, "InternVL3-2B"),
+        _registered("internvl3-8b", "OpenGVLab/InternVL3-8B-hf", "internvl", 28, "InternVL3-8B"),
     )
 }
 TINY = "tiny-qwen2.5-vl"
@@ -241,9 +289,7 @@ def check_checkpoint(model_path: Path, kind: str, adapter: Path | None) -> None:
     if not config_file.is_file():
         raise ForgetkitError(f"{model_path} is not a model directory (no config.json); pass a saved checkpoint")
     found = read_json(config_file, dict, "pass a saved checkpoint").get("model_type")
-    if found != FAMILIES[kind].model_type:
-        raise ForgetkitError(
-            f"{model_path} holds a {found!r} model, not {FAMILIES[kind].model_type!r}; pass kind to match"
-        )
+    if found != kind:
+        raise ForgetkitError(f"{model_path} holds a {found!r} model, not {kind!r}; pass kind to match")
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
         raise ForgetkitError(f"{adapter} is not a LoRA adapter (no adapter_config.json); pass the adapter directory")

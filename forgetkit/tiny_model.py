@@ -1,7 +1,8 @@
-"""A random-weight Qwen2.5-VL small enough for LLaMA-Factory to train on CPU, built offline and cached.
+"""Random-weight stand-ins of each model family, small enough for LLaMA-Factory to train on CPU, built offline.
 
-Tests and the demo need a real model directory that LLaMA-Factory loads with `template: qwen2_vl`,
-but no weights or tokenizer can be downloaded here. So the tokenizer is a byte-level BPE trained
+Tests and the demo need real model directories that LLaMA-Factory, VLMEvalKit's stage and the logits stage
+load as they load Qwen2.5-VL, Qwen2-VL, Qwen3-VL, LLaVA-1.5 or InternVL3-hf, but no weights or tokenizer can be
+downloaded here. So the tokenizer is a byte-level BPE trained
 locally with Qwen's pre-tokenizer and special tokens, and the weights are seeded random values.
 """
 
@@ -13,10 +14,13 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from forgetkit.cache import cache_root
+from forgetkit.errors import ForgetkitError
 from forgetkit.records import CLASSIFICATION_QUESTION
 
 if TYPE_CHECKING:
@@ -143,7 +147,7 @@ def _corpus(rng: random.Random, n_sentences: int) -> list[str]:
     return lines
 
 
-def _build_tokenizer(rng: random.Random) -> Qwen2Tokenizer:
+def _build_tokenizer(rng: random.Random, named: Mapping[str, str]) -> Qwen2Tokenizer:
     """Train a byte-level BPE with Qwen2's pre-tokenizer; special tokens sit after the BPE ids as in Qwen."""
     from tokenizers import (
         Regex,
@@ -172,66 +176,40 @@ def _build_tokenizer(rng: random.Random) -> Qwen2Tokenizer:
     bpe.train_from_iterator(_corpus(rng, RECIPE["corpus_sentences"]), trainer)
     model = json.loads(bpe.to_str())["model"]
     vocab: dict[str, int] = dict(model["vocab"])
-    vocab.update({token: len(vocab) + i for i, token in enumerate(SPECIAL_TOKENS)})
-    return Qwen2Tokenizer(
+    specials = [*SPECIAL_TOKENS, *named.values()]
+    vocab.update({token: len(vocab) + i for i, token in enumerate(specials)})
+    tokenizer = Qwen2Tokenizer(
         vocab=vocab,
         merges=[tuple(pair) for pair in model["merges"]],
         unk_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens=list(SPECIAL_TOKENS[1:]),
+        extra_special_tokens=dict(named) if named else list(SPECIAL_TOKENS[1:]),
         model_max_length=RECIPE["text"]["max_position_embeddings"],
         chat_template=CHAT_TEMPLATE,
     )
+    if named:  # named tokens take the extra-special slot; Qwen's own stay whole as added special tokens
+        tokenizer.add_tokens(list(SPECIAL_TOKENS[1:]), special_tokens=True)
+    return tokenizer
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0) -> None:
-    """Write tokenizer, processor, config, generation config and seeded random weights into `out_dir`."""
+def build_tiny_model(out_dir: Path, family: str = "qwen2_5_vl", seed: int = 0) -> None:
+    """Write tokenizer, processor, config, generation config and seeded random weights of `family`'s stand-in."""
     import torch
-    from transformers import (
-        GenerationConfig,
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    from transformers import AutoModelForImageTextToText, GenerationConfig
 
-    tokenizer = _build_tokenizer(random.Random(seed))
+    builder = BUILDERS[family]
+    tokenizer = _build_tokenizer(random.Random(seed), builder.extra_tokens)
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    vision = RECIPE["vision"]
-    # `size`, not min_pixels/max_pixels: in transformers 5.6 those overwrite the class-wide default dict.
-    patching = {
-        "size": {"shortest_edge": RECIPE["min_pixels"], "longest_edge": RECIPE["max_pixels"]},
-        "patch_size": vision["patch_size"],
-        "temporal_patch_size": vision["temporal_patch_size"],
-        "merge_size": vision["spatial_merge_size"],
-    }
-    processor = Qwen2_5_VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**patching),
-        video_processor=Qwen2VLVideoProcessor(**patching),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
-
     special = {
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids["<|im_end|>"],
         "pad_token_id": ids["<|endoftext|>"],
     }
     text_config = {**RECIPE["text"], **special, "vocab_size": -(-len(tokenizer) // 64) * 64}
-    config = Qwen2_5_VLConfig(
-        text_config=text_config,
-        vision_config={**vision, "out_hidden_size": text_config["hidden_size"]},
-        image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=False,
-        dtype="float32",
-    )
+    config, processor = builder.build(tokenizer, text_config)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32)
+    model = AutoModelForImageTextToText.from_config(config).to(torch.float32)
     model.generation_config = GenerationConfig(
         do_sample=False,
         eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
@@ -241,23 +219,244 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> None:
     processor.save_pretrained(out_dir)
 
 
-def recipe_hash() -> str:
+def _patching(patch_size: int, pixels: int) -> dict[str, Any]:
+    """Qwen-VL image/video processor settings: every image resized to `pixels` area in `patch_size` patches."""
+    # `size`, not min_pixels/max_pixels: in transformers 5.6 those overwrite the class-wide default dict.
+    return {
+        "size": {"shortest_edge": pixels, "longest_edge": pixels},
+        "patch_size": patch_size,
+        "temporal_patch_size": RECIPE["vision"]["temporal_patch_size"],
+        "merge_size": RECIPE["vision"]["spatial_merge_size"],
+    }
+
+
+def _qwen_vision_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+    }
+
+
+def _qwen2_5_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    vision = RECIPE["vision"]
+    patching = _patching(vision["patch_size"], RECIPE["min_pixels"])
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**patching),
+        video_processor=Qwen2VLVideoProcessor(**patching),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    config = Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config={**vision, "out_hidden_size": text["hidden_size"]},
+        **_qwen_vision_ids(tokenizer),
+        tie_word_embeddings=False,
+        dtype="float32",
+    )
+    return config, processor
+
+
+def _qwen2_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
+
+    vision = RECIPE["vision"]
+    patching = _patching(vision["patch_size"], RECIPE["min_pixels"])
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**patching),
+        video_processor=Qwen2VLVideoProcessor(**patching),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    vision_config = {
+        "depth": vision["depth"],
+        "embed_dim": vision["hidden_size"],
+        "hidden_size": text["hidden_size"],
+        "mlp_ratio": vision["intermediate_size"] // vision["hidden_size"],
+        "num_heads": vision["num_heads"],
+        "patch_size": vision["patch_size"],
+        "spatial_merge_size": vision["spatial_merge_size"],
+        "temporal_patch_size": vision["temporal_patch_size"],
+    }
+    config = Qwen2VLConfig(
+        text_config=text,
+        vision_config=vision_config,
+        **_qwen_vision_ids(tokenizer),
+        tie_word_embeddings=False,
+        dtype="float32",
+    )
+    return config, processor
+
+
+def _qwen3_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor
+
+    vision = RECIPE["vision"]
+    patch = 16  # Qwen3-VL's patches are 16 px: 96x96 images make 9 image tokens, as 84x84 do for Qwen2.5-VL
+    patching = _patching(patch, (3 * patch * vision["spatial_merge_size"]) ** 2)
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**patching),
+        video_processor=Qwen3VLVideoProcessor(**patching),
+        tokenizer=tokenizer,
+        chat_template=CHAT_TEMPLATE,
+    )
+    rope = {**text["rope_parameters"], "mrope_interleaved": True}
+    text_config = {**text, "rope_parameters": rope, "head_dim": text["hidden_size"] // text["num_attention_heads"]}
+    vision_config = {
+        "depth": vision["depth"],
+        "hidden_size": vision["hidden_size"],
+        "intermediate_size": vision["intermediate_size"],
+        "num_heads": vision["num_heads"],
+        "patch_size": patch,
+        "spatial_merge_size": vision["spatial_merge_size"],
+        "temporal_patch_size": vision["temporal_patch_size"],
+        "out_hidden_size": text["hidden_size"],
+        "num_position_embeddings": 64,
+        "deepstack_visual_indexes": [0],
+    }
+    config = Qwen3VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        **_qwen_vision_ids(tokenizer),
+        tie_word_embeddings=False,
+        dtype="float32",
+    )
+    return config, processor
+
+
+LLAVA_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'][0]['text'] + ' ' }}"
+    "{% else %}{{ message['role'].upper() + ': ' }}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>\\n' }}{% else %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{{ ' ' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+"""llava-1.5-hf's conversation format: `USER: <image>\\n... ASSISTANT:`."""
+
+
+def _llava(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaProcessor
+
+    vision, side = RECIPE["vision"], 84
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side}),
+        tokenizer=tokenizer,
+        patch_size=vision["patch_size"],
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=LLAVA_CHAT_TEMPLATE,
+    )
+    tower = CLIPVisionConfig(
+        hidden_size=vision["hidden_size"],
+        intermediate_size=vision["intermediate_size"],
+        num_hidden_layers=vision["depth"],
+        num_attention_heads=vision["num_heads"],
+        image_size=side,
+        patch_size=vision["patch_size"],
+    )
+    llama = {key: value for key, value in text.items() if key != "rope_parameters"}
+    config = LlavaConfig(
+        vision_config=tower.to_dict(),
+        text_config=LlamaConfig(**llama, tie_word_embeddings=False).to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+def _internvl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+        InternVLVisionConfig,
+        Qwen2Config,
+    )
+
+    vision, side = RECIPE["vision"], 84  # 6x6 patches, pixel-shuffled to 9 image tokens
+    size = {"height": side, "width": side}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(size=size, crop_to_patches=False),
+        video_processor=InternVLVideoProcessor(size=size),
+        tokenizer=tokenizer,
+        image_seq_length=9,
+        chat_template=CHAT_TEMPLATE.replace("<|vision_start|><|image_pad|><|vision_end|>", "<IMG_CONTEXT>\\n"),
+    )
+    tower = InternVLVisionConfig(
+        hidden_size=vision["hidden_size"],
+        intermediate_size=vision["intermediate_size"],
+        num_hidden_layers=vision["depth"],
+        num_attention_heads=vision["num_heads"],
+        image_size=[side, side],
+        patch_size=[vision["patch_size"], vision["patch_size"]],
+    )
+    qwen2 = {key: value for key, value in text.items() if key != "rope_parameters"}
+    config = InternVLConfig(
+        vision_config=tower.to_dict(),
+        text_config=Qwen2Config(**qwen2, tie_word_embeddings=False).to_dict(),
+        image_token_id=tokenizer.context_image_token_id,
+        image_seq_length=9,
+        tie_word_embeddings=False,
+    )
+    return config, processor
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How one family's stand-in is made: its config and processor, and the tokens it adds."""
+
+    build: Callable[[Qwen2Tokenizer, dict[str, Any]], tuple[Any, Any]]
+    extra_tokens: Mapping[str, str] = field(default_factory=dict)
+    """Named special tokens the family's processor reads off its tokenizer (InternVL's `context_image_token`)."""
+
+
+BUILDERS: dict[str, Builder] = {
+    "qwen2_5_vl": Builder(_qwen2_5_vl),
+    "qwen2_vl": Builder(_qwen2_vl),
+    "qwen3_vl": Builder(_qwen3_vl),
+    "llava": Builder(_llava, {"image_token": "<image>"}),
+    "internvl": Builder(
+        _internvl,
+        {
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+    ),
+}
+"""Keyed as `models.FAMILIES`, by transformers' `model_type`; the model class follows from the config's."""
+
+
+def recipe_hash(family: str = "qwen2_5_vl") -> str:
     """Short digest of everything the build depends on, so a changed recipe never reuses an old build."""
-    blob = json.dumps({"version": RECIPE_VERSION, "recipe": RECIPE}, sort_keys=True)
+    blob = json.dumps({"version": RECIPE_VERSION, "recipe": RECIPE, "family": family}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
-def tiny_model_dir(cache_dir: Path | None = None) -> Path:
-    """Path of the cached tiny model, built on first use; a killed or racing build never leaves a partial dir."""
+def tiny_model_dir(cache_dir: Path | None = None, family: str = "qwen2_5_vl") -> Path:
+    """Path of `family`'s cached tiny model (a transformers `model_type` in BUILDERS), built on first use; a killed
+    or racing build never leaves a partial dir."""
+    if family not in BUILDERS:
+        raise ForgetkitError(f"forgetkit has no tiny stand-in for model type {family!r}; known: {', '.join(BUILDERS)}")
     root = Path(cache_dir) if cache_dir is not None else cache_root()
-    final = root / f"tiny-qwen2_5_vl-{recipe_hash()}"
+    final = root / f"tiny-{family}-{recipe_hash(family)}"
     if final.is_dir():
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
     tmp.chmod(0o755)
     try:
-        build_tiny_model(tmp)
+        build_tiny_model(tmp, family)
         os.replace(tmp, final)
     except OSError:
         if not final.is_dir():

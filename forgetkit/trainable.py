@@ -7,10 +7,11 @@ finds, `patch_target_modules` drops frozen towers. So the config is parsed by `g
 loaded with `load_model(..., is_trainable=True)`, as LF's trainer does, and `requires_grad` is read off
 every parameter.
 
-The model loaded is a stand-in: the tiny offline Qwen2.5-VL (`tiny_model_dir()`), whose parameter names are
-those of the real Qwen2.5-VL, so parts and module kinds carry over. Its LLM has 2 layers; pass the real
-model's `num_layers` when `freeze_trainable_layers` matters, and the stand-in gets that many (the extra ones
-randomly initialised, which does not matter for `requires_grad`).
+The model loaded is a stand-in: the tiny offline model of the config's family (`tiny_model_dir(family=...)`),
+built from that family's transformers config class, so its parameter names are the real model's and parts
+and module kinds carry over. Its LLM has 2 layers; pass the real model's `num_layers` when
+`freeze_trainable_layers` matters, and the stand-in gets that many (the extra ones randomly initialised, which
+does not matter for `requires_grad`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from forgetkit.errors import ForgetkitError
 from forgetkit.lf_quiet import quiet
+from forgetkit.models import Family
 from forgetkit.tiny_model import tiny_model_dir
 
 if TYPE_CHECKING:
     import torch
 
 PARTS = ("vision_tower", "projector", "llm")
-"""Qwen2.5-VL's parts: `visual.patch_embed` + `visual.blocks`, `visual.merger`, `language_model` + `lm_head`."""
+"""A model's parts, each a group of LF's module names (`Family.part_keys`; Qwen2.5-VL's: `visual.patch_embed` +
+`visual.blocks`, `visual.merger`, `language_model` + `lm_head`)."""
 
 _ADAPTER_SEGMENTS = frozenset({"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector"})
 _PEFT_PREFIX = "base_model.model."
@@ -106,31 +109,26 @@ class TrainableSet:
         return f"layers {spans} of {self.num_layers}"
 
 
-def trainable_parameters(config: Mapping[str, Any], num_layers: int | None = None) -> TrainableSet:
-    """Load the config's training setup with LF (on the tiny stand-in, on CPU) and report what trains.
+def trainable_parameters(
+    config: Mapping[str, Any], num_layers: int | None = None, family: str = "qwen2_5_vl"
+) -> TrainableSet:
+    """Load the config's training setup with LF (on `family`'s tiny stand-in, on CPU) and report what trains.
 
-    `config` is a training config as `yaml.safe_load` reads it. The model path is replaced by the stand-in's,
-    the GPU settings (bf16/fp16/pure_bf16, `deepspeed`) by CPU ones, `output_dir` by a temporary folder, and
-    another model's projector in `additional_target` (LLaVA's `multi_modal_projector`) by the stand-in's,
-    so the same config that will run on the cluster is checked here without side effects. `num_layers`: the
-    real model's LLM layer count, so `freeze_trainable_layers` selects the same layers as it will there.
-    LF's refusals (unknown keys, a freeze module it cannot find) become `ForgetkitError`.
+    `config` is a training config as `yaml.safe_load` reads it; `family` its model's `model_type` (a FAMILIES
+    key). The model path is replaced by the stand-in's, the GPU settings (bf16/fp16/pure_bf16, `deepspeed`) by
+    CPU ones and `output_dir` by a temporary folder, so the same config that will run on the cluster is
+    checked here without side effects. `num_layers`: the real model's LLM layer count, so
+    `freeze_trainable_layers` selects the same layers as it will there. LF's refusals (unknown keys, a freeze
+    module it cannot find) become `ForgetkitError`.
     """
     from llamafactory.hparams import get_train_args
     from llamafactory.model import load_model, load_tokenizer
-    from llamafactory.model.model_utils.visual import COMPOSITE_MODELS
 
     with tempfile.TemporaryDirectory(prefix="forgetkit-trainable-") as scratch:
-        model_dir = tiny_model_dir()
+        model_dir = tiny_model_dir(family=family)
         if num_layers is not None:
             model_dir = _with_layers(model_dir, num_layers, Path(scratch) / "model")
         args = {key: value for key, value in config.items() if key != "deepspeed"}
-        if args.get("additional_target"):
-            projectors = {key for composite in COMPOSITE_MODELS.values() for key in composite.projector_keys}
-            stand_in = COMPOSITE_MODELS[json.loads((model_dir / "config.json").read_text())["model_type"]]
-            targets = [name.strip() for name in str(args["additional_target"]).split(",")]
-            mapped = [key for name in targets for key in (stand_in.projector_keys if name in projectors else [name])]
-            args["additional_target"] = ",".join(dict.fromkeys(mapped))
         args.update(
             model_name_or_path=str(model_dir),
             output_dir=str(Path(scratch) / "output"),
@@ -147,7 +145,7 @@ def trainable_parameters(config: Mapping[str, Any], num_layers: int | None = Non
                 model = load_model(tokenizer, model_args, finetuning_args, is_trainable=True)
         except (ValueError, TypeError) as err:
             raise ForgetkitError(f"LLaMA-Factory cannot set up the config: {err}") from None
-        return _collect(model.named_parameters())
+        return _collect(model.named_parameters(), Family.part_keys(family))
 
 
 def _with_layers(tiny: Path, num_layers: int, out: Path) -> Path:
@@ -159,7 +157,10 @@ def _with_layers(tiny: Path, num_layers: int, out: Path) -> Path:
         if file.name != "config.json":
             (out / file.name).symlink_to(file)
     config = json.loads((tiny / "config.json").read_text(encoding="utf-8"))
-    config["text_config"].update(num_hidden_layers=num_layers, layer_types=["full_attention"] * num_layers)
+    text = config["text_config"]
+    text["num_hidden_layers"] = num_layers
+    if "layer_types" in text:
+        text["layer_types"] = ["full_attention"] * num_layers
     (out / "config.json").write_text(json.dumps(config), encoding="utf-8")
     return out
 
@@ -173,15 +174,14 @@ class _Place:
     adapter: bool
 
 
-def _place(name: str) -> _Place | None:
+def _place(name: str, part_keys: Mapping[str, tuple[str, ...]]) -> _Place | None:
     """Part, LLM module kind and layer of one parameter, from its name with PEFT's renaming folded back.
 
     PEFT puts `base_model.model.` in front, moves a wrapped weight to `<module>.base_layer.weight`, names
     adapters `<module>.lora_A.<adapter>.weight`, and keeps an `additional_target` module as a trainable
     `<module>.modules_to_save.<adapter>.…` beside a frozen `<module>.original_module.…` copy (None: it is not
-    a parameter of the model being trained, only PEFT's backup of one). Parts follow
-    LF's own keys for Qwen2.5-VL (`visual.merger`; `visual.patch_embed`, `visual.blocks`; `language_model`,
-    `lm_head`), matched as whole name segments; an unknown name is an error, never a silent guess.
+    a parameter of the model being trained, only PEFT's backup of one). Parts follow LF's own keys for the
+    family (`part_keys`), matched as whole name segments; an unknown name is an error, never a silent guess.
     """
     path: list[str] = []
     adapter = False
@@ -198,24 +198,33 @@ def _place(name: str) -> _Place | None:
             path.append(segment)
     if not adapter:
         path.pop()  # weight / bias
-    if "visual" in path:
-        below = path[path.index("visual") + 1 : path.index("visual") + 2]
-        parts = {"merger": "projector", "patch_embed": "vision_tower", "blocks": "vision_tower"}
-        if not below or below[0] not in parts:
-            raise ForgetkitError(f"cannot tell which part parameter {name} belongs to")
-        return _Place(parts[below[0]], None, None, adapter)
-    if "language_model" in path:
-        inner = path[path.index("language_model") + 1 :]
-    elif "lm_head" in path:
-        inner = path[path.index("lm_head") :]
-    else:
-        raise ForgetkitError(f"cannot tell which part parameter {name} belongs to")
-    if len(inner) > 2 and inner[0] == "layers" and inner[1].isdigit():
-        return _Place("llm", ".".join(inner[2:]), int(inner[1]), adapter)
-    return _Place("llm", ".".join(inner), None, adapter)
+    for part in ("projector", "vision_tower"):
+        if any(_find(path, key) is not None for key in part_keys[part]):
+            return _Place(part, None, None, adapter)
+    for key in part_keys["llm"]:
+        start = _find(path, key)
+        if start is None:
+            continue
+        wanted = key.split(".")
+        inner = path[start + len(wanted) :] or wanted[-1:]  # a module inside the LLM, or the key's own module
+        if len(inner) > 2 and inner[0] == "layers" and inner[1].isdigit():
+            return _Place("llm", ".".join(inner[2:]), int(inner[1]), adapter)
+        return _Place("llm", ".".join(inner), None, adapter)
+    raise ForgetkitError(f"cannot tell which part parameter {name} belongs to")
 
 
-def _collect(parameters: Iterable[tuple[str, torch.nn.Parameter]]) -> TrainableSet:
+def _find(path: list[str], key: str) -> int | None:
+    """Where LF's module key (`visual.merger`) starts in `path` as whole segments, if it does."""
+    wanted = key.split(".")
+    for start in range(len(path) - len(wanted) + 1):
+        if path[start : start + len(wanted)] == wanted:
+            return start
+    return None
+
+
+def _collect(
+    parameters: Iterable[tuple[str, torch.nn.Parameter]], part_keys: Mapping[str, tuple[str, ...]]
+) -> TrainableSet:
     trainable = dict.fromkeys(PARTS, 0)
     total = dict.fromkeys(PARTS, 0)
     full_parts: set[str] = set()
@@ -226,7 +235,7 @@ def _collect(parameters: Iterable[tuple[str, torch.nn.Parameter]]) -> TrainableS
     layers: set[int] = set()
     all_layers: set[int] = set()
     for name, param in parameters:
-        place = _place(name)
+        place = _place(name, part_keys)
         if place is None:
             continue
         total[place.part] += param.numel()

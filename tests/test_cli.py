@@ -108,6 +108,31 @@ def test_render_config_preset_with_trainable_check(
     assert "trains vision_tower (full); frozen: projector, llm" in err
 
 
+def test_check_trainable_prints_the_named_family_s_own_modules(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, err = run_main(
+        monkeypatch, capsys, "render-config", "--model", "qwen3-vl-4b", "--part", "attn", "--check-trainable"
+    )
+    assert code == 0 and yaml.safe_load(out)["template"] == "qwen3_vl_nothink"
+    assert "qwen3_vl modules (qwen3-vl-4b): vision_tower: visual.pos_embed, visual.patch_embed, visual.blocks, " in err
+    assert "visual.deepstack_merger_list; projector: visual.merger; llm: language_model, lm_head" in err
+    assert "self_attn.q_norm" in err and "all 36 layers" in err  # Qwen3's own attention, every layer of the 4B
+
+
+def test_check_trainable_refuses_a_family_it_does_not_know(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
+    model = tmp_path / "gemma"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "gemma3", "text_config": {"num_hidden_layers": 34}}')
+    args = ("render-config", "--model", str(model), "--template", "gemma3", "--check-trainable", "--no-validate")
+    code, out, err = run_main(monkeypatch, capsys, *args)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--check-trainable needs a model of a family forgetkit knows" in err
+    assert "has model type 'gemma3'" in err and "visual.merger" not in err
+
+
 def test_render_config_lists_presets(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     code, out, _ = run_main(monkeypatch, capsys, "render-config", "--list-presets")
     assert code == 0 and "table3-b" in out and "App. C.4 (b)" in out

@@ -11,6 +11,7 @@ from datasets_builders import BuildOptions, build
 from forgetkit.clip_encoder import ClipSpec
 from forgetkit.errors import ForgetkitError
 from forgetkit.fixtures.lf_loader import load_with_llamafactory
+from forgetkit.models import FAMILIES
 from forgetkit.recipes import CPU
 from forgetkit.render import DataSpec, render_predict
 from forgetkit.scoring import score_file
@@ -113,7 +114,7 @@ def test_choice_and_probabilities_equal_a_plain_transformers_forward(
         with torch.no_grad():
             logits = model(**batch).logits[0, -1, processor.tokenizer.convert_tokens_to_ids(letters)]
         assert row["predict"] == letters[int(logits.argmax())]
-        assert list(row["letter_probs"].values()) == pytest.approx(logits.softmax(-1).tolist(), abs=1e-4)
+        assert list(row["letter_probs"].values()) == pytest.approx(logits.softmax(-1).tolist(), abs=1e-6)
 
 
 def test_lora_adapter_is_applied(built: Path, scored: list[dict], tmp_path: Path) -> None:
@@ -138,7 +139,7 @@ def test_lora_adapter_is_applied(built: Path, scored: list[dict], tmp_path: Path
     tuned = PeftModel.from_pretrained(
         AutoModelForImageTextToText.from_pretrained(tiny_model_dir()), tmp_path / "adapter"
     )
-    batch = inputs.collator([inputs.dataset[0]])
+    batch = inputs.session.collator(tuned)([inputs.dataset[0]])
     batch.pop("labels")
     with torch.no_grad():
         logits = tuned.eval()(**batch).logits[0, -1]
@@ -181,3 +182,26 @@ def test_prompts_and_labels_equal_lf_generation_predictions(built: Path, scored:
         json.loads(line) for line in (tmp_path / "out" / "generated_predictions.jsonl").read_text().splitlines()
     ]
     assert [(row["prompt"], row["label"]) for row in generated] == [(row["prompt"], row["label"]) for row in scored]
+
+
+@pytest.mark.parametrize("family", [family for family in FAMILIES if family != "qwen2_5_vl"])
+def test_every_family_s_letters_are_a_plain_forward_on_lfs_batch(built: Path, family: str) -> None:
+    """Each family's stand-in under its own LF template: LF builds the inputs (its images as that family's
+    tokens), and the letter picked is the top logit of the family's transformers class on that batch."""
+    from transformers import AutoModelForImageTextToText
+
+    model_dir, template = tiny_model_dir(family=family), FAMILIES[family].template
+    rows = score_by_logits(model_dir, built, DATASET, template, batch_size=4, **SETTINGS)
+    inputs = load_predict_inputs(model_dir, built, DATASET, template, **SETTINGS)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, attn_implementation="sdpa").eval()
+    assert type(model).__name__ == FAMILIES[family].hf_class
+    image_token = getattr(model.config, "image_token_id", None) or model.config.image_token_index
+    for index in (0, 1):  # four options, then six
+        batch = inputs.session.collator(model)([inputs.dataset[index]])
+        batch.pop("labels")
+        assert int((batch["input_ids"] == image_token).sum()) >= 9 and batch["pixel_values"].numel() > 0
+        letters = list(rows[index]["letter_probs"])
+        with torch.no_grad():
+            logits = model(**batch).logits[0, -1, inputs.tokenizer.convert_tokens_to_ids(letters)]
+        assert rows[index]["predict"] == letters[int(logits.argmax())]
+        assert list(rows[index]["letter_probs"].values()) == pytest.approx(logits.softmax(-1).tolist(), abs=1e-4)

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from forgetkit.errors import ForgetkitError
+from forgetkit.models import family_of
 from forgetkit.presets import PRESETS, preset_table
 from forgetkit.train_config import TrainRequest, render_request
 
@@ -164,7 +165,9 @@ def test_each_preset_trains_exactly_what_it_says_under_lfs_own_freezing(name: st
     from forgetkit.trainable import trainable_parameters
 
     rendered = render_request(TrainRequest(preset=name, datasets=datasets_for(name), gpus=8, deepspeed="z3"))
-    trained = trainable_parameters(yaml.safe_load(rendered.text), num_layers=rendered.model.num_layers())
+    trained = trainable_parameters(
+        yaml.safe_load(rendered.text), rendered.model.num_layers(), family_of(rendered.model, "presets")
+    )
     full_parts, lora_parts, full_modules, lora_modules = TRAINS.get(name, LLM_FULL)
     assert (set(trained.full_parts), set(trained.lora_parts)) == (full_parts, lora_parts), trained.describe()
     assert set(trained.full_modules) == (set(trained.llm_modules) if full_modules is None else full_modules)

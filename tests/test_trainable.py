@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from forgetkit.errors import ForgetkitError
-from forgetkit.models import resolve_model
+from forgetkit.models import REGISTRY, resolve_model
 from forgetkit.recipes import Hardware, Method, Part, Recipe
 from forgetkit.render import DataSpec, render_train
 from forgetkit.tiny_model import RECIPE
@@ -149,3 +149,30 @@ def test_lf_refusals_become_forgetkit_errors() -> None:
         trainable_parameters({**BASE, "not_an_lf_key": 1})
     with pytest.raises(ForgetkitError, match="Module q_proj is not found"):
         trainable_parameters({**BASE, "finetuning_type": "freeze", "freeze_trainable_modules": "q_proj"})
+
+
+OTHER_FAMILIES = {
+    spec.model_type: spec for spec in reversed(REGISTRY.values()) if spec.model_type != QWEN_3B.model_type
+}
+"""The smallest registry model of every other family."""
+
+
+@pytest.mark.parametrize("part", [Part.vision, Part.projector, Part.llm], ids=lambda part: part.value)
+@pytest.mark.parametrize("family", sorted(OTHER_FAMILIES))
+def test_every_family_is_checked_on_its_own_stand_in(family: str, part: Part, tmp_path: Path) -> None:
+    """LLaVA's and InternVL's towers are `vision_tower` / `multi_modal_projector`, Qwen3-VL's deepstack mergers
+    belong to its vision tower: each family's own module names, never Qwen2.5-VL's."""
+    model = OTHER_FAMILIES[family]
+    config = yaml.safe_load(
+        render_train(model, Recipe(part=part), DataSpec(), tmp_path / "out", Hardware(devices=8), deepspeed="z3")
+    )
+    found = trainable_parameters(config, model.num_layers(), family)
+    assert found.parts == EXPECTED[part][1], found.describe()
+    assert all(found.trainable[p] == found.total[p] > 0 for p in found.parts - {"llm"})
+    assert all(found.trainable[p] == 0 < found.total[p] for p in found.frozen)
+    assert found.num_layers == model.num_layers()
+
+
+def test_a_family_without_a_stand_in_is_refused_in_one_line() -> None:
+    with pytest.raises(ForgetkitError, match="no tiny stand-in for model type 'gemma3'; known: qwen2_5_vl"):
+        trainable_parameters(BASE, family="gemma3")

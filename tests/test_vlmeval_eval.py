@@ -16,6 +16,7 @@ from PIL import Image
 from forgetkit.errors import ForgetkitError
 from forgetkit.fixtures.hf_cache import place_in_hub_cache
 from forgetkit.fixtures.vlmeval_data import TINY_MMMU, TINY_VMCBENCH, write_mmmu_tsv, write_vmcbench_tsv
+from forgetkit.models import FAMILIES
 from forgetkit.rundir import RunDir
 from forgetkit.spec import load_study
 from forgetkit.stages.vlmeval import stage as vlmeval_eval
@@ -23,16 +24,6 @@ from forgetkit.stages.vlmeval.runner import EMPTY_IS_MISSING
 from forgetkit.stages.vlmeval.stage import VMCBENCH_CATEGORIES, predictions_path, run_vlmeval
 from forgetkit.study import launch, plan
 from forgetkit.tiny_model import tiny_model_dir
-
-LLAVA_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{{ message['content'][0]['text'] + ' ' }}"
-    "{% else %}{{ message['role'].upper() + ': ' }}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<image>\\n' }}{% else %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{{ ' ' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
 
 NA_TEXTS = ["NA", "None", "null", "N/A"]
 """Option texts pandas reads as missing unless told otherwise."""
@@ -51,57 +42,6 @@ def vlmeval_model(tmp_path_factory: pytest.TempPathFactory):
         from forgetkit.stages.vlmeval import model as vlmeval_model
 
         yield vlmeval_model
-
-
-@pytest.fixture(scope="module")
-def tiny_llava(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random llava-1.5-hf-shaped checkpoint (CLIP tower, Llama LM, 28 px images) on the tiny Qwen's tokenizer."""
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
-
-    out = tmp_path_factory.mktemp("tiny-llava")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.add_tokens(["<image>"], special_tokens=True)
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": 28}, crop_size={"height": 28, "width": 28}),
-        tokenizer=tokenizer,
-        patch_size=14,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_TEMPLATE,
-    )
-    vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=14
-    )
-    text = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=-(-len(tokenizer) // 64) * 64,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    config = LlavaConfig(
-        vision_config=vision.to_dict(),
-        text_config=text.to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(0)
-    LlavaForConditionalGeneration(config).save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
 
 
 @pytest.fixture
@@ -314,11 +254,24 @@ def test_image_limits_default_to_vlmevalkits_own_entry_for_the_model(
         vlmeval_model.vlmeval_pixel_limits("Qwen9")
 
 
-def test_llava_hf_checkpoint_answers_a_vlmevalkit_message(vlmeval_model, tiny_llava: Path, picture: Path) -> None:
-    vlm = vlmeval_model.ForgetkitVLM(str(tiny_llava), kind="llava", max_new_tokens=3)
-    assert type(vlm.model).__name__ == "LlavaForConditionalGeneration"
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_every_family_s_checkpoint_answers_a_vlmevalkit_message(
+    vlmeval_model, family: str, picture: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each family's stand-in, loaded as its transformers class, gets the picture as its own image tokens."""
+    vlm = vlmeval_model.ForgetkitVLM(str(tiny_model_dir(family=family)), kind=family, max_new_tokens=3)
+    assert type(vlm.model).__name__ == FAMILIES[family].hf_class
+    seen: list[dict] = []
+    generate = vlm.model.generate
+    monkeypatch.setattr(vlm.model, "generate", lambda **inputs: seen.append(inputs) or generate(**inputs))
+
     answer = vlm.generate([{"type": "image", "value": str(picture)}, {"type": "text", "value": "Colour?"}])
+
     assert isinstance(answer, str)
+    (inputs,) = seen
+    assert inputs["pixel_values"].numel() > 0
+    image_token = vlm.model.config.image_token_id if family != "llava" else vlm.model.config.image_token_index
+    assert int((inputs["input_ids"] == image_token).sum()) >= 9
 
 
 def test_lora_adapter_is_merged_into_the_base(vlmeval_model, model_dir: Path, tmp_path: Path, picture: Path) -> None:

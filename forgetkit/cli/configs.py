@@ -92,7 +92,8 @@ def render_config(
         bool,
         typer.Option(
             "--check-trainable",
-            help="Apply LF's own freezing/LoRA code to a tiny offline stand-in model and print what trains.",
+            help="Apply LF's own freezing/LoRA code to a tiny offline stand-in of the model's family and print its "
+            "module groups and what trains.",
         ),
     ] = False,
     recipe: dict[str, Any] | None = None,
@@ -128,9 +129,13 @@ def render_config(
     rendered = render_request(request, check=validate)
     text = rendered.text
     if check_trainable:
+        from forgetkit.models import Family, family_of
         from forgetkit.trainable import trainable_parameters
 
-        trained = trainable_parameters(yaml.safe_load(text), num_layers=rendered.model.num_layers())
+        family = family_of(rendered.model, "--check-trainable")
+        groups = "; ".join(f"{part}: {', '.join(keys)}" for part, keys in Family.part_keys(family).items())
+        typer.echo(f"{family} modules ({rendered.model.name}): {groups}", err=True)
+        trained = trainable_parameters(yaml.safe_load(text), rendered.model.num_layers(), family)
         typer.echo(trained.describe(), err=True)
     if output is None:
         typer.echo(text, nl=False)

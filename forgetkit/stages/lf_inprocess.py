@@ -122,8 +122,11 @@ class Session:
                 ) from None
         return rows["eval_dataset"]
 
-    def collator(self) -> Any:
-        """LF's generation collator (left padding, no precomputed position ids), as its predict builds it."""
+    def collator(self, model: Any = None) -> Any:
+        """LF's collator with left padding. Without `model` it is the generation collator LF's predict builds (no
+        position ids); with it LF also computes the model's position ids, as it does for training: Qwen-VL's
+        M-RoPE, which transformers 5.6 cannot build from LF's generation batch (they carry no
+        `mm_token_type_ids`: Qwen2.5-VL falls back to 1-D positions, Qwen2-VL refuses the batch)."""
         from llamafactory.data import SFTDataCollatorWith4DAttentionMask
         from llamafactory.extras.constants import IGNORE_INDEX
 
@@ -131,7 +134,7 @@ class Session:
         self.tokenizer.padding_side = "left"
         return SFTDataCollatorWith4DAttentionMask(
             template=self.template,
-            model=None,
+            model=model,
             pad_to_multiple_of=None,
             label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else self.tokenizer.pad_token_id,
             block_diag_attn=model_args.block_diag_attn,

@@ -154,21 +154,24 @@ def batches(
     desc: str,
     prepare: Callable[[int, dict], dict] | None = None,
     order: list[int] | None = None,
+    model: Any = None,
 ) -> Iterator[tuple[list[int], dict]]:
     """Dataset indices and LF's collated batch of those rows, on the device, without labels.
 
     Rows go in `order`, by default `length_order` so left padding stays short; `prepare(index, row)` may edit a
-    row before collation.
+    row before collation. With `model`, LF's collator adds that model's position ids (`Session.collator`): a
+    forward pass then sees a Qwen-VL's image tokens at their M-RoPE positions, as in training.
     """
     import torch
 
+    collator = inputs.collator if model is None else inputs.session.collator(model)
     order = inputs.length_order() if order is None else order
     for start in tqdm(range(0, len(order), batch_size), desc=f"{desc} {inputs.name}", unit="batch", leave=False):
         chunk = order[start : start + batch_size]
         rows = [inputs.dataset[index] for index in chunk]
         if prepare is not None:
             rows = [prepare(index, row) for index, row in zip(chunk, rows)]
-        batch = inputs.collator(rows)
+        batch = collator(rows)
         batch.pop("labels")
         yield chunk, {key: value.to(inputs.device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
@@ -194,7 +197,7 @@ def score_inputs(
     order = inputs.length_order() if order is None else order
     results: dict[int, dict] = {}
     with torch.no_grad(), autocast(inputs):
-        for chunk, batch in batches(inputs, batch_size, "logits", order=order):
+        for chunk, batch in batches(inputs, batch_size, "logits", order=order, model=model):
             next_token = model(**batch, logits_to_keep=1).logits[:, -1].float().log_softmax(-1)
             for row, index in enumerate(chunk):
                 letters = inputs.letters[index]

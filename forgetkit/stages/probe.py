@@ -136,7 +136,7 @@ def probe(
     per_prompt: list[dict] = [{}] * len(answers)
     tokenizer = base_inputs.tokenizer
     with torch.no_grad(), autocast(base_inputs):
-        for chunk, batch in batches(base_inputs, batch_size, "probe", teacher_forced):
+        for chunk, batch in batches(base_inputs, batch_size, "probe", teacher_forced, model=base_model):
             base_lp = base_model(**batch, logits_to_keep=positions).logits.float().log_softmax(-1)
             tuned_lp = tuned_model(**batch, logits_to_keep=positions).logits.float().log_softmax(-1)
             kl = (base_lp.exp() * (base_lp - tuned_lp)).sum(-1)

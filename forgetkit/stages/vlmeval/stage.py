@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 import contextlib
 
 from forgetkit.built_data import VLMEVAL
-from forgetkit.models import TEMPLATE_KINDS, ModelSpec
+from forgetkit.models import ModelSpec, family_of
 from forgetkit.rundir import RunDir
 
 # "auto" keeps the checkpoint's own dtype.
@@ -291,10 +291,7 @@ def vlmeval_stage(
 ) -> Stage:
     names = tuple(name.removeprefix(VLMEVAL) for name in datasets)
 
-    if base.template not in TEMPLATE_KINDS:
-        raise ForgetkitError(
-            f"vlmeval: benchmarks need a qwen2_vl or llava model; this study's template is {base.template!r}"
-        )
+    kind = family_of(base, "vlmeval")
     pixels = (study.eval.vlmeval_min_pixels, study.eval.vlmeval_max_pixels)
     if None in pixels and base.vlmeval_entry is None:
         raise ForgetkitError(
@@ -305,7 +302,7 @@ def vlmeval_stage(
     settings = {
         "model": model_path,
         "adapter": str(adapter) if adapter else None,
-        "kind": TEMPLATE_KINDS[base.template],
+        "kind": kind,
         "datasets": names,
         "vlmeval_entry": base.vlmeval_entry if None in pixels else None,
         "image_min_pixels": pixels[0],
