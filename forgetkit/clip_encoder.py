@@ -65,6 +65,11 @@ class ClipSpec:
     seed: int = 0
     cache_dir: Path | None = field(default_factory=default_cache_dir)
     """None turns caching off."""
+    shard_size: int = SHARD_SIZE
+    """Images per embedding-cache shard: what a resumed build skips and `share` splits."""
+    share: tuple[int, int] | None = None
+    """(I, N): encode only cache shards I, I+N, I+2N, ... and stop (`ShareEncoded`), for one of N parallel jobs;
+    a build without it then finds every shard cached and writes the dataset."""
 
     def __post_init__(self) -> None:
         if self.templates not in TEMPLATE_SETS:
@@ -72,6 +77,14 @@ class ClipSpec:
                 f"unknown CLIP prompt templates {self.templates!r}; pass --clip-templates with one of: "
                 f"{', '.join(TEMPLATE_SETS)}"
             )
+        if self.shard_size < 1:
+            raise ForgetkitError(f"--clip-shard-size must be at least 1, got {self.shard_size}")
+        if self.share is not None:
+            index, count = self.share
+            if not 0 <= index < count:
+                raise ForgetkitError(f"--shard {index}/{count}: I must be 0..N-1, e.g. --shard 0/{max(count, 2)}")
+            if self.cache_dir is None:
+                raise ForgetkitError("--shard needs the embedding cache, where the shares meet; drop --no-cache")
 
     @property
     def random_weights(self) -> bool:
@@ -114,6 +127,11 @@ class ClipSpec:
             "templates": self.templates,
             "prompts": list(self.prompts()),
         }
+
+
+class ShareEncoded(Exception):
+    """A `share` build's images are encoded and cached; it writes no dataset. The message says how far all
+    shares are."""
 
 
 @dataclass(frozen=True)
@@ -192,9 +210,14 @@ class Clip:
         """Unit image embeddings in the order of `paths`, computed shard by shard and cached.
 
         With `strict`, an unreadable image stops the build by name; otherwise its row is marked
-        not ok, its error kept, and the build goes on.
+        not ok, its error kept, and the build goes on. With the spec's `share`, only that share's shards are
+        encoded and `ShareEncoded` is raised instead of returning.
         """
-        shards = [_Shard(start, paths[start : start + SHARD_SIZE], self) for start in range(0, len(paths), SHARD_SIZE)]
+        size = self.spec.shard_size
+        shards = [_Shard(start, paths[start : start + size], self) for start in range(0, len(paths), size)]
+        if self.spec.share is not None:
+            index, count = self.spec.share
+            shards = shards[index::count]
         vectors = torch.zeros(len(paths), self.dim)
         ok = np.zeros(len(paths), dtype=bool)
         errors: dict[int, str] = {}
@@ -206,8 +229,9 @@ class Clip:
         if strict and errors:
             first = min(errors)
             raise _unreadable(paths[first], errors[first])
-        cached = len(paths) - sum(len(shard.paths) for shard in todo)
-        with tqdm(total=len(paths), initial=cached, desc="CLIP images", unit="img", smoothing=0.1) as bar:
+        total = sum(len(shard.paths) for shard in shards)
+        cached = total - sum(len(shard.paths) for shard in todo)
+        with tqdm(total=total, initial=cached, desc="CLIP images", unit="img", smoothing=0.1) as bar:
             for shard, batch_vectors, batch_ok, batch_errors in self._run(todo):
                 stop = shard.start + len(shard.paths)
                 vectors[shard.start : stop] = batch_vectors
@@ -218,7 +242,17 @@ class Clip:
                     errors[shard.start + offset] = message
                 shard.save(batch_vectors, batch_ok, batch_errors)
                 bar.update(len(shard.paths))
+        if self.spec.share is not None:
+            raise ShareEncoded(self._share_report(paths, len(shards), len(todo)))
         return ImageEmbeddings(vectors, ok, errors)
+
+    def _share_report(self, paths: Sequence[Path], mine: int, encoded: int) -> str:
+        index, count = self.spec.share or (0, 1)
+        every = -(-len(paths) // self.spec.shard_size)
+        return (
+            f"shard {index}/{count}: this share's {mine} of {every} embedding-cache shards are cached ({encoded} "
+            "encoded now); once every share is done, build again without --shard to write the dataset"
+        )
 
     def _run(self, shards: list[_Shard]) -> Iterator[tuple[_Shard, torch.Tensor, np.ndarray, dict[int, str]]]:
         """One DataLoader over every missing shard; batches never straddle two shards."""

@@ -80,9 +80,34 @@ def plan_jobs(
             raise ValueError(f"the plan lists {step.name!r} before {sorted(unplanned)}, which it depends on")
         script = run_dir / "slurm" / f"{index:0{width}d}-{stage_slug(step.name)}.sbatch"
         nodes = hardware if hardware is not None and hardware.nodes > 1 and step.kind == "train" else None
-        text = _script(step.name, spec, run_dir, _options_for(step.name, options), nodes)
+        command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir)]
+        command += ["--stage", step.name]
+        body = _multi_node(command, nodes) if nodes is not None else [f"exec {shlex.join(command)}"]
+        directives = {} if nodes is None else {"nodes": str(nodes.nodes), "ntasks-per-node": "1"}
+        directives |= {} if nodes is None else {"gpus-per-node": str(nodes.devices)}
+        log = f"{run_dir / 'logs'}/slurm-{stage_slug(step.name)}-%j.out"
+        text = _script(stage_slug(step.name), log, directives | _options_for(step.name, options), body)
         result.append(Job(step.name, script, text, after))
     return result
+
+
+def build_jobs(argv: list[str], shards: int, out: Path, name: str, options: Mapping[str, str]) -> list[Job]:
+    """A sharded CLIP build as two jobs: an array of `shards` tasks, task I running `forgetkit <argv> --shard
+    I/shards` (each encodes its share of the embedding cache), and, after all of them succeed, the same build
+    without `--shard`, which finds every shard cached and writes the dataset. Scripts go to `out/slurm/`."""
+    folder = out.absolute() / "slurm"
+    command = shlex.join([sys.executable, "-m", "forgetkit", *argv])
+    share = _script(
+        f"{name}-shards",
+        f"{folder / 'logs'}/{name}-%A_%a.out",
+        {"array": f"0-{shards - 1}"} | options,
+        [f'exec {command} --shard "$SLURM_ARRAY_TASK_ID/{shards}"'],
+    )
+    final = _script(name, f"{folder / 'logs'}/{name}-%j.out", dict(options), [f"exec {command}"])
+    return [
+        Job(f"{name} shards", folder / f"{name}-shards.sbatch", share, ()),
+        Job(name, folder / f"{name}.sbatch", final, (f"{name} shards",)),
+    ]
 
 
 def _options_for(stage: str, options: Mapping[str, str]) -> dict[str, str]:
@@ -92,23 +117,15 @@ def _options_for(stage: str, options: Mapping[str, str]) -> dict[str, str]:
     return shared | {key.removeprefix(prefix): value for key, value in options.items() if key.startswith(prefix)}
 
 
-def _script(stage: str, spec: Path, run_dir: Path, options: Mapping[str, str], nodes: Hardware | None) -> str:
-    """A batch script running `stage` from the directory forgetkit was launched in, with this Python.
+def _script(name: str, log: str, directives: Mapping[str, str], body: list[str]) -> str:
+    """A batch script named `forgetkit-NAME`, logging to `log` (`%j`-style patterns kept), running `body` from the
+    directory forgetkit was launched in.
 
     sbatch reads `#SBATCH` arguments with shell-like quoting and treats `%` in file names as a pattern."""
-    slug = stage_slug(stage)
-    log = str(run_dir / "logs").replace("%", "%%") + f"/slurm-{slug}-%j.out"
-    directives = {"job-name": f"forgetkit-{slug}", "output": log}
-    if nodes is not None:
-        directives |= {"nodes": str(nodes.nodes), "ntasks-per-node": "1", "gpus-per-node": str(nodes.devices)}
-    command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage", stage]
-    lines = [
-        "#!/bin/bash",
-        *(f"#SBATCH {shlex.quote(f'--{key}={value}')}" for key, value in (directives | options).items()),
-    ]
-    lines.append(f"cd {shlex.quote(os.getcwd())}")
-    lines += _multi_node(command, nodes) if nodes is not None else [f"exec {shlex.join(command)}"]
-    return "\n".join(lines) + "\n"
+    folder, _, pattern = log.rpartition("/")
+    options = {"job-name": f"forgetkit-{name}", "output": folder.replace("%", "%%") + "/" + pattern} | directives
+    lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(f'--{key}={value}')}" for key, value in options.items())]
+    return "\n".join([*lines, f"cd {shlex.quote(os.getcwd())}", *body]) + "\n"
 
 
 def _multi_node(command: list[str], hardware: Hardware) -> list[str]:
@@ -150,10 +167,11 @@ def jobs_path(run_dir: Path) -> Path:
     return run_dir / "slurm" / "jobs.json"
 
 
-def submit(jobs: list[Job], run_dir: Path) -> dict[str, str]:
+def submit(jobs: list[Job], run_dir: Path, record_path: Path | None = None) -> dict[str, str]:
     """Write each job's script and submit it after the jobs it waits for; return stage -> Slurm job id.
 
-    `jobs.json` is rewritten after every submission, so a failure midway still records what Slurm has queued.
+    The record (`jobs_path(run_dir)` unless given) is rewritten after every submission, so a failure midway still
+    records what Slurm has queued.
     """
     sbatch = shutil.which("sbatch")
     if sbatch is None:
@@ -161,7 +179,7 @@ def submit(jobs: list[Job], run_dir: Path) -> dict[str, str]:
             "--backend slurm needs sbatch, i.e. a Slurm login node, and none is on PATH; "
             "add --dry-run to see the scripts and sbatch commands without submitting"
         )
-    record_path = jobs_path(run_dir.absolute())
+    record_path = record_path or jobs_path(run_dir.absolute())
     record = json.loads(record_path.read_text(encoding="utf-8")) if record_path.is_file() else {}
     _refuse_while_queued(record, run_dir)
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)

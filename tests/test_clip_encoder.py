@@ -3,13 +3,13 @@ by default the authors' CLIP (ViT-L-14 with OpenAI's weights and their QuickGELU
 
 import dataclasses
 import shutil
+import sys
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
 
-from forgetkit import clip_encoder
 from forgetkit.clip_encoder import Clip, ClipSpec
 from forgetkit.errors import ForgetkitError
 
@@ -34,8 +34,7 @@ def counting_encoder(clip: Clip) -> list[int]:
 def test_second_pass_reads_every_shard_from_the_cache(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(clip_encoder, "SHARD_SIZE", 8)
-    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=5, cache_dir=tmp_path)
+    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=5, cache_dir=tmp_path, shard_size=8)
     paths = images_of(shapes)
     first = Clip(spec).encode_images(paths)
     assert len(list(tmp_path.rglob("images-*.shard"))) == 3
@@ -53,13 +52,14 @@ def test_second_pass_reads_every_shard_from_the_cache(
 def test_a_build_killed_midway_resumes_at_the_first_missing_shard(
     shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(clip_encoder, "SHARD_SIZE", 8)
     source = tmp_path / "images"
     shutil.copytree(shapes / "val", source)
     paths = sorted(source.rglob("*.png"))
     good_bytes = paths[12].read_bytes()
     paths[12].write_bytes(b"truncated")
-    spec = ClipSpec(model="tiny-random-clip", pretrained="none", batch_size=4, cache_dir=tmp_path / "cache")
+    spec = ClipSpec(
+        model="tiny-random-clip", pretrained="none", batch_size=4, cache_dir=tmp_path / "cache", shard_size=8
+    )
 
     with pytest.raises(ForgetkitError, match="cannot read image"):
         Clip(spec).encode_images(paths, strict=True)
@@ -166,3 +166,65 @@ def test_openai_weights_are_built_with_their_quick_gelu(monkeypatch: pytest.Monk
 def test_unknown_model_and_missing_weights_get_one_line_errors() -> None:
     with pytest.raises(ForgetkitError, match="unknown CLIP model 'ViT-Nope'"):
         Clip(ClipSpec(model="ViT-Nope", cache_dir=None))
+
+
+CLI_CLIP = ["--clip-model", "tiny-random-clip", "--clip-pretrained", "none", "--num-workers", "0"]
+
+
+def cli_build(shapes: Path, out: Path, cache: Path, *extra: str) -> str:
+    from typer.testing import CliRunner
+
+    from forgetkit.cli import app
+
+    args = ["build-data", "imagenet-vqa", "--source", str(shapes), "--split", "train", "--out", str(out)]
+    args += ["--class-names", str(shapes / "class_names.txt"), "--cache-dir", str(cache), *CLI_CLIP, *extra]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(out.iterdir()) if path.is_file()}
+
+
+def test_shards_built_apart_write_the_same_bytes_as_one_build(shapes: Path, tmp_path: Path) -> None:
+    """36 images in 8 cache shards of 5, encoded as 3 shares by 3 processes; the build after them encodes nothing."""
+    cli_build(shapes, tmp_path / "one", tmp_path / "cache-one")  # one shard of 8192, one process
+    cache = tmp_path / "cache"
+    for index in range(3):
+        said = cli_build(shapes, tmp_path / "shared", cache, "--clip-shard-size", "5", "--shard", f"{index}/3")
+        assert f"shard {index}/3: this share's {len(range(index, 8, 3))} of 8 embedding-cache shards are cached" in said
+        assert not (tmp_path / "shared" / "imagenet_vqa_train.json").exists(), "a share writes no dataset"
+    shards = {path: path.stat().st_mtime_ns for path in cache.rglob("images-*.shard")}
+    assert len(shards) == 8
+
+    cli_build(shapes, tmp_path / "shared", cache, "--clip-shard-size", "5")
+
+    assert {path: path.stat().st_mtime_ns for path in cache.rglob("images-*.shard")} == shards, "none re-encoded"
+    one, shared = dataset_files(tmp_path / "one"), dataset_files(tmp_path / "shared")
+    assert "imagenet_vqa_train.json" in one and one == shared
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--shard", "3/3"], "--shard 3/3: I must be 0..N-1"),
+        (["--shard", "two"], "--shard 'two' is not I/N"),
+        (["--shard", "0/2", "--no-cache"], "--shard needs the embedding cache"),
+        (["--shards", "4"], "add --backend slurm"),
+        (["--backend", "slurm", "--shards", "1"], "--shards must be at least 2"),
+        (["--clip-shard-size", "0"], "--clip-shard-size must be at least 1"),
+    ],
+)
+def test_bad_shard_options_are_one_line_naming_the_fix(
+    shapes: Path, tmp_path: Path, extra: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    from forgetkit.cli import main
+
+    args = ["build-data", "imagenet-vqa", "--source", str(shapes), "--out", str(tmp_path / "out"), *CLI_CLIP, *extra]
+    monkeypatch.setattr(sys, "argv", ["forgetkit", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()

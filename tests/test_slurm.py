@@ -327,3 +327,54 @@ def test_a_node_after_the_first_trains_without_recording_and_only_a_training(
     assert str(result.exception) == (
         "NODE_RANK is set, but 'evaluate zero-shot' is no training stage of this study; unset NODE_RANK"
     )
+
+
+def test_a_sharded_build_is_an_array_of_shares_then_one_job_that_writes_the_dataset(tmp_path: Path) -> None:
+    argv = ["build-data", "imagenet-vqa", "--source", "/data/in", "--split", "train", "--out", str(tmp_path)]
+    share, final = slurm.build_jobs(argv, 4, tmp_path, "build-imagenet-vqa-train", {"gres": "gpu:1"})
+    python = shlex.join([sys.executable, "-m", "forgetkit", *argv])
+    assert share.text.splitlines()[1:5] == [
+        "#SBATCH --job-name=forgetkit-build-imagenet-vqa-train-shards",
+        f"#SBATCH --output={tmp_path}/slurm/logs/build-imagenet-vqa-train-%A_%a.out",
+        "#SBATCH --array=0-3",
+        "#SBATCH --gres=gpu:1",
+    ]
+    assert share.text.splitlines()[-1] == f'exec {python} --shard "$SLURM_ARRAY_TASK_ID/4"'
+    assert final.text.splitlines()[-1] == f"exec {python}" and "--array" not in final.text
+    assert (share.after, final.after) == ((), (share.stage,))
+    assert slurm.sbatch_command(final, {share.stage: "7"})[2:4] == [
+        "--dependency=afterok:7",
+        "--kill-on-invalid-dep=yes",
+    ]
+
+
+def test_on_a_real_cluster_a_sharded_build_writes_the_same_bytes_as_one_process(
+    shapes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slurm_cluster: SlurmCluster
+) -> None:
+    from forgetkit.cli import main
+
+    common = ["build-data", "imagenet-vqa", "--source", str(shapes), "--split", "train"]
+    common += ["--class-names", str(shapes / "class_names.txt"), "--clip-model", "tiny-random-clip"]
+    common += ["--clip-pretrained", "none", "--num-workers", "0"]
+
+    def forgetkit(*args: str) -> None:
+        monkeypatch.setattr(sys, "argv", ["forgetkit", *common, *args])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        assert exit_info.value.code == 0
+
+    forgetkit("--out", str(tmp_path / "one"), "--cache-dir", str(tmp_path / "cache-one"))
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    monkeypatch.chdir(tmp_path)
+    forgetkit(
+        "--out", "sharded", "--cache-dir", "cache", "--clip-shard-size", "5", "--backend", "slurm", "--shards", "3"
+    )
+    slurm_cluster.wait_empty()
+
+    logs = tmp_path / "sharded" / "slurm" / "logs"
+    said = "".join(path.read_text() for path in sorted(logs.iterdir()))
+    assert [f"shard {index}/3: this share's" in said for index in range(3)] == [True] * 3, said
+    assert len(list((tmp_path / "cache").rglob("images-*.shard"))) == 8
+    one = {path.name: path.read_bytes() for path in (tmp_path / "one").iterdir() if path.is_file()}
+    sharded = {path.name: path.read_bytes() for path in (tmp_path / "sharded").iterdir() if path.is_file()}
+    assert "imagenet_vqa_train.json" in one and sharded == one
