@@ -159,11 +159,15 @@ class RunDir:
             with _locked(self.root / ".locks" / f"{stage_slug(stage)}.lock", fcntl.LOCK_EX, running):
                 yield
 
-    def mark(self, stage: str, status: str, digest: str, reason: str = "", command: str = "") -> None:
-        """Record a stage's status; a lock keeps stages running side by side (scheduler jobs) from losing entries."""
+    def mark(
+        self, stage: str, status: str, digest: str, reason: str = "", command: str = "", requeued: int = 0
+    ) -> None:
+        """Record a stage's status; a lock keeps stages running side by side (scheduler jobs) from losing entries.
+        `requeued`: how often the scheduler restarted the job running it (a preempted training)."""
         entry = {"status": status, "config_hash": digest}
         entry |= {"command": command} if command else {}
         entry |= {"reason": reason} if reason else {}
+        entry |= {"requeued": requeued} if requeued else {}
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".state.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -28,6 +28,11 @@ from forgetkit.stages.stage import Stage
 
 RESERVED = ("job-name", "output", "dependency")
 """sbatch options forgetkit sets itself."""
+PREEMPT_WARNING_S = 300
+"""A training job's warning before its time limit (`--signal=B:USR1@300`, `--sbatch train:signal=...` to change):
+enough for the job to requeue itself and stop; the next run resumes from the last complete checkpoint."""
+RESTARTS = "SLURM_RESTART_COUNT"
+"""How many times Slurm has requeued the job running now (unset before the first requeue)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,9 @@ def plan_jobs(
         body = _multi_node(command, nodes) if nodes is not None else [f"exec {shlex.join(command)}"]
         directives = {} if nodes is None else {"nodes": str(nodes.nodes), "ntasks-per-node": "1"}
         directives |= {} if nodes is None else {"gpus-per-node": str(nodes.devices)}
+        if step.kind == "train":
+            directives |= {"requeue": "", "signal": f"B:USR1@{PREEMPT_WARNING_S}"}
+            body = _requeued_on_warning(body)
         log = f"{run_dir / 'logs'}/slurm-{stage_slug(step.name)}-%j.out"
         text = _script(stage_slug(step.name), log, directives | _options_for(step.name, options), body)
         result.append(Job(step.name, script, text, after))
@@ -124,8 +132,30 @@ def _script(name: str, log: str, directives: Mapping[str, str], body: list[str])
     sbatch reads `#SBATCH` arguments with shell-like quoting and treats `%` in file names as a pattern."""
     folder, _, pattern = log.rpartition("/")
     options = {"job-name": f"forgetkit-{name}", "output": folder.replace("%", "%%") + "/" + pattern} | directives
-    lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(f'--{key}={value}')}" for key, value in options.items())]
+    flags = (f"--{key}={value}" if value else f"--{key}" for key, value in options.items())
+    lines = ["#!/bin/bash", *(f"#SBATCH {shlex.quote(flag)}" for flag in flags)]
     return "\n".join([*lines, f"cd {shlex.quote(os.getcwd())}", *body]) + "\n"
+
+
+def _requeued_on_warning(body: list[str]) -> list[str]:
+    """`body` with its last line (`exec ...`) run in the background, so the batch shell can take Slurm's warning
+    signal (USR1) and requeue the job: Slurm then stops the training and runs the job again, same id, later."""
+    *setup, last = body
+    return [
+        *setup,
+        'trap \'scontrol requeue "$SLURM_JOB_ID"\' USR1',
+        last.removeprefix("exec ") + " &",
+        "child=$!",
+        'wait "$child"; status=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+        'exit "$status"',
+    ]
+
+
+def restart_count() -> int:
+    """How often Slurm requeued the job this process runs in (0 outside Slurm or before any requeue)."""
+    value = os.environ.get(RESTARTS, "")
+    return int(value) if value.isdigit() else 0
 
 
 def _multi_node(command: list[str], hardware: Hardware) -> list[str]:

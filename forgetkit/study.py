@@ -21,6 +21,7 @@ from forgetkit.models import ModelSpec, local_model_dir, resolve_model
 from forgetkit.recipes import Method, Recipe
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
 from forgetkit.scoring import score_run
+from forgetkit.slurm import restart_count
 from forgetkit.spec import Study, layout
 from forgetkit.stage_names import stage_name, stage_subject
 from forgetkit.stages.stage import Stage, base_identity, run_stage
@@ -120,7 +121,7 @@ def _run_stage(study: Study, run: RunDir, step: Stage) -> None:
     """`run_stage`, once the environment passed the doctor's required checks (a broken install stops
     here with the doctor's line, not inside a stage's log)."""
     require_environment(study.hardware.device)
-    run_stage(run, step)
+    run_stage(run, step, requeued=restart_count())
 
 
 def _launch_one(study: Study, run: RunDir, steps: list[Stage], name: str) -> list[Stage]:

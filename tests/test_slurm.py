@@ -133,13 +133,16 @@ def test_each_stage_not_done_is_submitted_after_the_jobs_of_the_stages_it_reads(
         lines = job.script.read_text().splitlines()
         assert lines[0] == "#!/bin/bash" and job.script.parent == run_dir / "slurm"
         directives = [line.removeprefix("#SBATCH ") for line in lines if line.startswith("#SBATCH ")]
-        gpus = "gpu:8" if job.stage.startswith("train ") else "gpu:1"
-        assert directives[2:] == ["--partition=gpu", f"--gres={gpus}", "--time=24:00:00"]
+        training = job.stage.startswith("train ")
+        preemptible = ["--requeue", "--signal=B:USR1@300"] if training else []
+        gpus = "gpu:8" if training else "gpu:1"
+        assert directives[2:] == [*preemptible, "--partition=gpu", f"--gres={gpus}", "--time=24:00:00"]
         assert directives[1] == f"--output={run_dir}/logs/slurm-{job.script.stem.split('-', 1)[1]}-%j.out"
-        assert shlex.split(lines[-1]) == [
-            *("exec", sys.executable, "-m", "forgetkit", "launch", str(spec)),
-            *("--run-dir", str(run_dir), "--stage", job.stage),
-        ]
+        stage = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage"]
+        if training:  # in the background, so the batch shell can take the warning signal and requeue the job
+            assert shlex.split(lines[-5]) == [*stage, job.stage, "&"] and lines[-6].startswith("trap ")
+        else:
+            assert shlex.split(lines[-1]) == ["exec", *stage, job.stage]
 
 
 def test_dry_run_prints_the_scripts_and_sbatch_commands_and_writes_nothing(tmp_path: Path) -> None:
@@ -300,16 +303,29 @@ def test_a_multi_node_training_is_one_job_running_lf_s_launcher_on_every_node(tm
     }
     lines = jobs["train r"].text.splitlines()
     directives = [line.removeprefix("#SBATCH ") for line in lines if line.startswith("#SBATCH ")]
-    assert directives[2:] == ["--nodes=2", "--ntasks-per-node=1", "--gpus-per-node=8", "--time=48:00:00"]
+    assert directives[2:] == [
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--gpus-per-node=8",
+        "--requeue",
+        "--signal=B:USR1@300",
+        "--time=48:00:00",
+    ]
     stage = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(tmp_path / "run")]
-    assert lines[-6:] == [
+    assert lines[-11:] == [
         'export NNODES="$SLURM_JOB_NUM_NODES"',
         "export NPROC_PER_NODE=8",
         'export MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
         'export MASTER_PORT="${MASTER_PORT:-29500}"',
         "export FORCE_TORCHRUN=1",
-        "exec srun --kill-on-bad-exit=1 bash -c "
-        + shlex.quote("NODE_RANK=$SLURM_NODEID exec " + shlex.join([*stage, "--stage", "train r"])),
+        """trap 'scontrol requeue "$SLURM_JOB_ID"' USR1""",
+        "srun --kill-on-bad-exit=1 bash -c "
+        + shlex.quote("NODE_RANK=$SLURM_NODEID exec " + shlex.join([*stage, "--stage", "train r"]))
+        + " &",
+        "child=$!",
+        'wait "$child"; status=$?',
+        'while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done',
+        'exit "$status"',
     ]
     assert "--nodes" not in jobs["evaluate r/checkpoint-2"].text and "srun" not in jobs["evaluate r/checkpoint-2"].text
     train = next(step for step in steps if step.name == "train r").action.args[2]
@@ -378,3 +394,45 @@ def test_on_a_real_cluster_a_sharded_build_writes_the_same_bytes_as_one_process(
     one = {path.name: path.read_bytes() for path in (tmp_path / "one").iterdir() if path.is_file()}
     sharded = {path.name: path.read_bytes() for path in (tmp_path / "sharded").iterdir() if path.is_file()}
     assert "imagenet_vqa_train.json" in one and sharded == one
+
+
+def test_on_a_real_cluster_a_training_warned_of_its_end_requeues_itself_and_resumes_from_its_checkpoint(
+    shapes: Path, offline_clip: ClipSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slurm_cluster: SlurmCluster
+) -> None:
+    """The warning Slurm sends before a time limit (`--signal=B:USR1@...`), sent now with `scancel --signal`."""
+    from datasets_builders import BuildOptions, build
+    from forgetkit.rundir import is_complete_checkpoint
+
+    build("imagenet-vqa", BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=offline_clip))
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
+        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
+        "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
+        "recipes: {r: {steps: 200, save_steps: 20}}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    run = RunDir(tmp_path / "run")
+    steps = launch(load_study(spec), run.root, dry_run=True)
+    (train,) = [job for job in slurm.plan_jobs(steps, spec, run.root, {}) if job.stage == "train r"]
+    job_id = slurm.submit([train], run.root)["train r"]
+    first = run.checkpoints("r") / "checkpoint-20"
+    slurm_cluster._wait("first checkpoint", lambda: is_complete_checkpoint(first), timeout=300)
+    saved = (first / "trainer_state.json").stat().st_mtime_ns
+
+    slurm_cluster.client("scancel", "--batch", "--signal=USR1", job_id)
+    state = ("squeue", "--noheader", "--format=%T %r", f"--jobs={job_id}")
+    slurm_cluster._wait("requeued job", lambda: slurm_cluster.client(*state).startswith("PENDING"), timeout=120)
+    assert slurm_cluster.client(*state).split() == ["PENDING", "BeginTime"], "Slurm holds a requeued job a while"
+    slurm_cluster.client("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+    slurm_cluster.wait_empty()
+
+    assert run.read_state()["train r"] | {"command": ""} == {
+        "status": "done",
+        "config_hash": next(step.digest for step in steps if step.name == "train r"),
+        "command": "",
+        "requeued": 1,
+    }
+    assert is_complete_checkpoint(run.checkpoints("r") / "checkpoint-200")
+    assert (first / "trainer_state.json").stat().st_mtime_ns == saved, "resumed from checkpoint-20, not retrained"

@@ -45,15 +45,16 @@ def base_identity(model: ModelSpec) -> str:
     return model_identity(model.path)
 
 
-def run_stage(run: RunDir, step: Stage) -> None:
-    """Run one step, recording running / done / failed (with the one-line reason) in the run's state."""
-    run.mark(step.name, "running", step.digest, command=step.command)
+def run_stage(run: RunDir, step: Stage, requeued: int = 0) -> None:
+    """Run one step, recording running / done / failed (with the one-line reason) in the run's state, and how
+    often a scheduler requeued the job running it."""
+    run.mark(step.name, "running", step.digest, command=step.command, requeued=requeued)
     try:
         step.action()
     except ForgetkitError as err:
-        run.mark(step.name, "failed", step.digest, reason=str(err), command=step.command)
+        run.mark(step.name, "failed", step.digest, reason=str(err), command=step.command, requeued=requeued)
         raise
-    run.mark(step.name, "done", step.digest, command=step.command)
+    run.mark(step.name, "done", step.digest, command=step.command, requeued=requeued)
 
 
 def format_plan(steps: list[Stage]) -> str:
