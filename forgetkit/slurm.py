@@ -143,7 +143,7 @@ def _requeued_on_warning(body: list[str]) -> list[str]:
     *setup, last = body
     return [
         *setup,
-        'trap \'scontrol requeue "$SLURM_JOB_ID"\' USR1',
+        "trap 'scontrol requeue \"$SLURM_JOB_ID\"' USR1",
         last.removeprefix("exec ") + " &",
         "child=$!",
         'wait "$child"; status=$?',
