@@ -23,7 +23,7 @@ from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
 from forgetkit.recipes import Hardware
 from forgetkit.rundir import stage_slug
-from forgetkit.stage_names import KINDS, stage_kind
+from forgetkit.stage_names import KINDS, stage_kind, stage_subject
 from forgetkit.stages.stage import Stage
 
 RESERVED = ("job-name", "output", "dependency")
@@ -37,12 +37,19 @@ RESTARTS = "SLURM_RESTART_COUNT"
 
 @dataclass(frozen=True)
 class Job:
-    """One stage as a Slurm job: its batch script and the stages, submitted along with it, it must wait for."""
+    """One stage as a Slurm job (or, with `members`, a job array running one stage per task): its batch script
+    and the jobs, submitted along with it, it must wait for."""
 
     stage: str
     script: Path
     text: str
     after: tuple[str, ...]
+    members: tuple[str, ...] = ()
+    """An array job's stages, task I running members[I]; empty for a one-stage job named `stage`."""
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return self.members or (self.stage,)
 
 
 def parse_options(items: list[str]) -> dict[str, str]:
@@ -65,24 +72,38 @@ def parse_options(items: list[str]) -> dict[str, str]:
 
 
 def plan_jobs(
-    steps: list[Stage], spec: Path, run_dir: Path, options: Mapping[str, str], hardware: Hardware | None = None
+    steps: list[Stage],
+    spec: Path,
+    run_dir: Path,
+    options: Mapping[str, str],
+    hardware: Hardware | None = None,
+    eval_arrays: bool = False,
 ) -> list[Job]:
     """The job of every stage not done, in plan order, each waiting only for stages that are not done either.
 
     Scripts are named `RUN/slurm/<NN>-<stage>.sbatch` after the stage's place in the plan. Nothing is written.
-    With `hardware.nodes` above 1, a training job spans that many nodes (`_multi_node`).
+    With `hardware.nodes` above 1, a training job spans that many nodes (`_multi_node`). With `eval_arrays`, the
+    evaluations of one training's checkpoints still to do, per kind, are one job array (`_array_job`).
     """
     spec, run_dir = spec.absolute(), run_dir.absolute()
     done = {step.name for step in steps if step.done}
     width = max(2, len(str(len(steps))))
+    arrays = _array_groups(steps) if eval_arrays else {}
+    job_of: dict[str, str] = {}
     result: list[Job] = []
     for index, step in enumerate(steps, 1):
-        if step.done:
+        if step.done or step.name in job_of:
             continue
-        after = tuple(name for name in step.after if name not in done)
+        after = tuple(dict.fromkeys(job_of.get(name, name) for name in step.after if name not in done))
         unplanned = set(after) - {job.stage for job in result}
         if unplanned:
             raise ValueError(f"the plan lists {step.name!r} before {sorted(unplanned)}, which it depends on")
+        if step.name in arrays:
+            members = arrays[step.name]
+            job = _array_job(members, f"{index:0{width}d}", spec, run_dir, _options_for(step.name, options), after)
+            job_of |= dict.fromkeys(members, job.stage)
+            result.append(job)
+            continue
         script = run_dir / "slurm" / f"{index:0{width}d}-{stage_slug(step.name)}.sbatch"
         nodes = hardware if hardware is not None and hardware.nodes > 1 and step.kind == "train" else None
         command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir)]
@@ -97,6 +118,36 @@ def plan_jobs(
         text = _script(stage_slug(step.name), log, directives | _options_for(step.name, options), body)
         result.append(Job(step.name, script, text, after))
     return result
+
+
+ARRAY_KINDS = ("evaluate", "vlmeval", "probe")
+"""Stage kinds whose checkpoint stages `--eval-arrays` puts in one job array per training."""
+
+
+def _array_groups(steps: list[Stage]) -> dict[str, tuple[str, ...]]:
+    """First stage -> all stages of each (training, kind) with two or more evaluations not done: the members of
+    one array. Only stages that wait for nothing but their training join, so the array waits for it alone."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for step in steps:
+        if not step.done and step.kind in ARRAY_KINDS and len(step.after) == 1:
+            groups.setdefault((step.after[0], step.kind), []).append(step.name)
+    return {names[0]: tuple(names) for names in groups.values() if len(names) > 1}
+
+
+def _array_job(
+    members: tuple[str, ...], number: str, spec: Path, run_dir: Path, options: Mapping[str, str], after: tuple[str, ...]
+) -> Job:
+    """One array task per stage: task I runs `forgetkit launch ... --stage` of members[I]."""
+    kind, subject = stage_kind(members[0]), stage_subject(members[0])
+    name = f"{kind} {subject.partition('/')[0]} checkpoints"
+    command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage"]
+    body = [
+        f"stages=({' '.join(shlex.quote(member) for member in members)})",
+        f'exec {shlex.join(command)} "${{stages[$SLURM_ARRAY_TASK_ID]}}"',
+    ]
+    log = f"{run_dir / 'logs'}/slurm-{stage_slug(name)}-%A_%a.out"
+    text = _script(stage_slug(name), log, {"array": f"0-{len(members) - 1}"} | options, body)
+    return Job(name, run_dir / "slurm" / f"{number}-{stage_slug(name)}.sbatch", text, after, members)
 
 
 def build_jobs(argv: list[str], shards: int, out: Path, name: str, options: Mapping[str, str]) -> list[Job]:
@@ -225,7 +276,10 @@ def submit(jobs: list[Job], run_dir: Path, record_path: Path | None = None) -> d
         if not re.fullmatch(r"\d+", job_id):
             raise ForgetkitError(f"sbatch {job.script} printed {result.stdout.strip()!r}, not a job id")
         ids[job.stage] = job_id
-        record[job.stage] = {"job_id": job_id, "script": str(job.script)}
+        for task, stage in enumerate(job.members):
+            record[stage] = {"job_id": job_id, "array_task": task, "script": str(job.script)}
+        if not job.members:
+            record[job.stage] = {"job_id": job_id, "script": str(job.script)}
         atomic.write_json(record_path, record)
     return ids
 
@@ -237,7 +291,7 @@ def _refuse_while_queued(record: Mapping[str, dict], run_dir: Path) -> None:
     if not record or squeue is None:
         return
     result = subprocess.run(
-        [squeue, "--noheader", "--format=%i", f"--user={getpass.getuser()}"], capture_output=True, text=True
+        [squeue, "--noheader", "--format=%F", f"--user={getpass.getuser()}"], capture_output=True, text=True
     )
     if result.returncode != 0:
         raise ForgetkitError(f"squeue failed ({_last_line(result)}); cannot tell whether {run_dir}'s jobs still run")

@@ -47,7 +47,7 @@ printf '%s\\n' "$@" > "$log/$id.args"
 echo "$id;fake-cluster"
 """
 FAKE_SQUEUE = """#!/bin/bash
-# Stand-in for `squeue --noheader --format=%i`: the ids of the jobs still queued, one a line.
+# Stand-in for `squeue --noheader --format=%F`: the (array) ids of the jobs still queued, one a line.
 cat {log}/queue 2>/dev/null || true
 """
 
@@ -145,6 +145,32 @@ def test_each_stage_not_done_is_submitted_after_the_jobs_of_the_stages_it_reads(
             assert shlex.split(lines[-1]) == ["exec", *stage, job.stage]
 
 
+def test_with_eval_arrays_a_trainings_checkpoint_evals_are_one_array_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = fake_slurm(tmp_path, monkeypatch)
+    spec, run_dir = study_spec(tmp_path), tmp_path / "run"
+    steps = launch(load_study(spec), run_dir, dry_run=True)
+    jobs = slurm.plan_jobs(steps, spec, run_dir, {"evaluate:time": "1:00:00"}, eval_arrays=True)
+    (array,) = [job for job in jobs if job.members]
+    assert array.members == ("evaluate r/checkpoint-2", "evaluate r/checkpoint-4") and array.after == ("train r",)
+    assert len(jobs) == len(steps) - 1, "continual tasks' evals wait for different merges: no array there"
+
+    ids = slurm.submit(jobs, run_dir)
+
+    lines = array.script.read_text().splitlines()
+    assert "#SBATCH --array=0-1" in lines and "#SBATCH --time=1:00:00" in lines
+    assert f"#SBATCH --output={run_dir}/logs/slurm-evaluate_r_checkpoints-%A_%a.out" in lines
+    assert lines[-2] == "stages=('evaluate r/checkpoint-2' 'evaluate r/checkpoint-4')"
+    stage = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage"]
+    assert lines[-1] == f'exec {shlex.join(stage)} "${{stages[$SLURM_ARRAY_TASK_ID]}}"'
+    assert dependency(fake.submissions()[ids[array.stage]]) == [ids["train r"]]
+    record = json.loads(slurm.jobs_path(run_dir).read_text())
+    assert [record[member] for member in array.members] == [
+        {"job_id": ids[array.stage], "array_task": task, "script": str(array.script)} for task in (0, 1)
+    ]
+
+
 def test_dry_run_prints_the_scripts_and_sbatch_commands_and_writes_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     args = ["launch", str(study_spec(tmp_path)), "--run-dir", str(run_dir), "--backend", "slurm", "--dry-run"]
@@ -202,7 +228,7 @@ def test_a_rejected_submission_names_the_script_and_keeps_the_jobs_already_submi
         (["--backend", "slurm", "--sbatch", "gres"], "--sbatch 'gres' is not KEY=VALUE"),
         (["--backend", "slurm", "--sbatch", "eval:gres=gpu:1"], "stage kind 'eval' unknown; use one of train,"),
         (["--backend", "slurm", "--sbatch", "job-name=x"], "forgetkit sets --job-name itself"),
-        (["--sbatch", "partition=gpu"], "--sbatch sets options of Slurm jobs; add --backend slurm"),
+        (["--sbatch", "partition=gpu"], "--sbatch and --eval-arrays shape Slurm jobs; add --backend slurm"),
         (["--backend", "slurm", "--stage", "train r"], "--stage runs one stage here and now"),
     ],
 )
@@ -244,39 +270,39 @@ def test_on_a_real_cluster_a_cancelled_job_takes_its_dependants_along_and_the_ne
         "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
         "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
         "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
-        "recipes: {r: {steps: 2, save_steps: 2}}\n"
+        "recipes: {r: {steps: 4, save_steps: 2}}\n"
     )
     monkeypatch.chdir(tmp_path)
     launch(load_study(spec), tmp_path / "local")
     local = score_run(RunDir(tmp_path / "local"))
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
     run_dir = tmp_path / "run"
-    args = ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm"]
+    args = ["launch", str(spec), "--run-dir", str(run_dir), "--backend", "slurm", "--eval-arrays"]
 
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     jobs = {stage: entry["job_id"] for stage, entry in json.loads(slurm.jobs_path(run_dir).read_text()).items()}
-    assert list(jobs) == ["evaluate zero-shot", "train r", "evaluate r/checkpoint-2"]
+    checkpoints = ["evaluate r/checkpoint-2", "evaluate r/checkpoint-4"]
+    assert list(jobs) == ["evaluate zero-shot", "train r", *checkpoints]
+    assert jobs[checkpoints[0]] == jobs[checkpoints[1]], "one array job, a task per checkpoint"
     slurm_cluster.client("scancel", jobs["train r"])
     slurm_cluster.wait_empty()
     state = RunDir(run_dir).read_state()
     assert state["evaluate zero-shot"]["status"] == "done"
     assert state.get("train r", {}).get("status") != "done"
-    assert "evaluate r/checkpoint-2" not in state, "cancelled by Slurm (--kill-on-invalid-dep) before it ran"
+    assert not set(checkpoints) & set(state), "cancelled by Slurm (--kill-on-invalid-dep) before they ran"
 
     second = runner.invoke(app, args)
     assert second.exit_code == 0, second.output
     resubmitted = json.loads(slurm.jobs_path(run_dir).read_text())
-    assert [stage for stage, entry in resubmitted.items() if entry["job_id"] != jobs[stage]] == [
-        "train r",
-        "evaluate r/checkpoint-2",
-    ], "exactly the stages not done"
+    changed = [stage for stage, entry in resubmitted.items() if entry["job_id"] != jobs[stage]]
+    assert changed == ["train r", *checkpoints], "exactly the stages not done"
     slurm_cluster.wait_empty()
     assert {entry["status"] for entry in RunDir(run_dir).read_state().values()} == {"done"}
     assert score_run(RunDir(run_dir)) == local, "the same scores as the local backend"
 
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "nothing to submit: all 3 stages are done" in again.output
+    assert again.exit_code == 0 and "nothing to submit: all 4 stages are done" in again.output
 
 
 def test_every_kind_of_stage_a_study_plans_can_be_given_its_own_resources(tmp_path: Path) -> None:

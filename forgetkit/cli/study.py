@@ -46,6 +46,14 @@ def launch(
             "e.g. train:gres=gpu:8). Repeatable.",
         ),
     ] = None,
+    eval_arrays: Annotated[
+        bool,
+        typer.Option(
+            "--eval-arrays",
+            help="With --backend slurm, submit the evaluations of one training's checkpoints (per kind) as one job "
+            "array, a task per checkpoint: tens of queue entries for a Fig. 2 study instead of hundreds.",
+        ),
+    ] = False,
     stage: Annotated[
         str | None,
         typer.Option(
@@ -80,14 +88,14 @@ def launch(
     from forgetkit.study import default_run_dir
     from forgetkit.study import launch as run_study
 
-    if sbatch and backend is not Backend.slurm:
-        raise ForgetkitError("--sbatch sets options of Slurm jobs; add --backend slurm")
+    if (sbatch or eval_arrays) and backend is not Backend.slurm:
+        raise ForgetkitError("--sbatch and --eval-arrays shape Slurm jobs; add --backend slurm")
     if stage is not None and (dry_run or backend is Backend.slurm):
         raise ForgetkitError("--stage runs one stage here and now; leave out --dry-run and --backend slurm")
     study = load_study(spec)
     target = run_dir or default_run_dir(study)
     if backend is Backend.slurm:
-        _submit_to_slurm(study, spec, target, sbatch or [], dry_run)
+        _submit_to_slurm(study, spec, target, sbatch or [], dry_run, eval_arrays)
         return
     if dry_run:
         typer.echo(format_plan(run_study(study, target, dry_run=True)))
@@ -102,7 +110,9 @@ def launch(
     typer.echo(format_run(RunDir(target), table))
 
 
-def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], dry_run: bool) -> None:
+def _submit_to_slurm(
+    study: Study, spec: Path, target: Path, sbatch: list[str], dry_run: bool, eval_arrays: bool
+) -> None:
     from forgetkit import slurm
     from forgetkit.stages.stage import format_plan
     from forgetkit.study import check_data
@@ -110,7 +120,7 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
 
     options = slurm.parse_options(sbatch)
     steps = run_study(study, target, dry_run=True)
-    jobs = slurm.plan_jobs(steps, spec, target, options, study.hardware)
+    jobs = slurm.plan_jobs(steps, spec, target, options, study.hardware, eval_arrays)
     if dry_run:
         typer.echo(format_plan(steps))
         if jobs:
@@ -130,7 +140,8 @@ def _submit_to_slurm(study: Study, spec: Path, target: Path, sbatch: list[str], 
     typer.echo(f"submitted {len(jobs)} Slurm jobs (recorded in {slurm.jobs_path(target)}):")
     for job in jobs:
         waits = f"  after {', '.join(ids[name] for name in job.after)}" if job.after else ""
-        typer.echo(f"  {ids[job.stage]:>10}  {job.stage}{waits}")
+        tasks = f" (array: {', '.join(job.members)})" if job.members else ""
+        typer.echo(f"  {ids[job.stage]:>10}  {job.stage}{tasks}{waits}")
     unplanned = [
         name for name, recipe in study.recipes.items() if recipe.steps is None and stage_name("train", name) in ids
     ]
