@@ -109,8 +109,9 @@ def plan_jobs(
         command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir)]
         command += ["--stage", step.name]
         body = _multi_node(command, nodes) if nodes is not None else [f"exec {shlex.join(command)}"]
-        directives = {} if nodes is None else {"nodes": str(nodes.nodes), "ntasks-per-node": "1"}
-        directives |= {} if nodes is None else {"gpus-per-node": str(nodes.devices)}
+        directives: dict[str, str] = {}
+        if nodes is not None:
+            directives |= {"nodes": str(nodes.nodes), "ntasks-per-node": "1", "gpus-per-node": str(nodes.devices)}
         if step.kind == "train":
             directives |= {"requeue": "", "signal": f"B:USR1@{PREEMPT_WARNING_S}"}
             body = _requeued_on_warning(body)
@@ -276,10 +277,9 @@ def submit(jobs: list[Job], run_dir: Path, record_path: Path | None = None) -> d
         if not re.fullmatch(r"\d+", job_id):
             raise ForgetkitError(f"sbatch {job.script} printed {result.stdout.strip()!r}, not a job id")
         ids[job.stage] = job_id
-        for task, stage in enumerate(job.members):
-            record[stage] = {"job_id": job_id, "array_task": task, "script": str(job.script)}
-        if not job.members:
-            record[job.stage] = {"job_id": job_id, "script": str(job.script)}
+        for task, stage in enumerate(job.stages):
+            entry = {"job_id": job_id, "array_task": task} if job.members else {"job_id": job_id}
+            record[stage] = entry | {"script": str(job.script)}
         atomic.write_json(record_path, record)
     return ids
 

@@ -443,6 +443,8 @@ def test_on_a_real_cluster_a_training_warned_of_its_end_requeues_itself_and_resu
     steps = launch(load_study(spec), run.root, dry_run=True)
     (train,) = [job for job in slurm.plan_jobs(steps, spec, run.root, {}) if job.stage == "train r"]
     job_id = slurm.submit([train], run.root)["train r"]
+    with pytest.raises(ForgetkitError, match=f"1 job\\(s\\) submitted earlier .* e.g. {job_id} \\(train r\\)"):
+        slurm.submit([train], run.root)  # the real squeue still lists it
     first = run.checkpoints("r") / "checkpoint-20"
     slurm_cluster._wait("first checkpoint", lambda: is_complete_checkpoint(first), timeout=300)
     saved = (first / "trainer_state.json").stat().st_mtime_ns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -177,8 +178,6 @@ def _share(text: str) -> tuple[int, int]:
 def _submit_build(dataset: str, split: str, out: Path, shards: int, shard: str | None, sbatch: list[str]) -> None:
     """`shards` array tasks encoding the CLIP cache in shares, then one job writing the dataset (`slurm.build_jobs`),
     each running this same command line without the Slurm options."""
-    import sys
-
     from forgetkit import slurm
 
     if shard is not None:
