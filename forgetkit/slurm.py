@@ -106,8 +106,7 @@ def plan_jobs(
             continue
         script = run_dir / "slurm" / f"{index:0{width}d}-{stage_slug(step.name)}.sbatch"
         nodes = hardware if hardware is not None and hardware.nodes > 1 and step.kind == "train" else None
-        command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir)]
-        command += ["--stage", step.name]
+        command = [*_launch(spec, run_dir), step.name]
         body = _multi_node(command, nodes) if nodes is not None else [f"exec {shlex.join(command)}"]
         directives: dict[str, str] = {}
         if nodes is not None:
@@ -119,6 +118,11 @@ def plan_jobs(
         text = _script(stage_slug(step.name), log, directives | _options_for(step.name, options), body)
         result.append(Job(step.name, script, text, after))
     return result
+
+
+def _launch(spec: Path, run_dir: Path) -> list[str]:
+    """What every study job runs, less the stage's name: `forgetkit launch SPEC --run-dir RUN --stage`."""
+    return [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage"]
 
 
 ARRAY_KINDS = ("evaluate", "vlmeval", "probe")
@@ -141,7 +145,7 @@ def _array_job(
     """One array task per stage: task I runs `forgetkit launch ... --stage` of members[I]."""
     kind, subject = stage_kind(members[0]), stage_subject(members[0])
     name = f"{kind} {subject.partition('/')[0]} checkpoints"
-    command = [sys.executable, "-m", "forgetkit", "launch", str(spec), "--run-dir", str(run_dir), "--stage"]
+    command = _launch(spec, run_dir)
     body = [
         f"stages=({' '.join(shlex.quote(member) for member in members)})",
         f'exec {shlex.join(command)} "${{stages[$SLURM_ARRAY_TASK_ID]}}"',

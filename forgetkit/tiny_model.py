@@ -230,48 +230,48 @@ def _patching(patch_size: int, pixels: int) -> dict[str, Any]:
     }
 
 
-def _qwen_vision_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
-    ids = tokenizer.convert_tokens_to_ids
-    return {
-        "image_token_id": ids("<|image_pad|>"),
-        "video_token_id": ids("<|video_pad|>"),
-        "vision_start_token_id": ids("<|vision_start|>"),
-        "vision_end_token_id": ids("<|vision_end|>"),
-    }
+def _qwen_vl(
+    names: tuple[str, str, str],
+    tokenizer: Qwen2Tokenizer,
+    text_config: dict[str, Any],
+    vision_config: dict[str, Any],
+    patching: dict[str, Any],
+) -> tuple[Any, Any]:
+    """A Qwen-VL generation's config and processor, from the names of its config, processor and video processor
+    classes: all share Qwen2-VL's image processor, chat template and vision token ids."""
+    import transformers
+    from transformers import Qwen2VLImageProcessor
 
-
-def _qwen2_5_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
-
-    vision = RECIPE["vision"]
-    patching = _patching(vision["patch_size"], RECIPE["min_pixels"])
-    processor = Qwen2_5_VLProcessor(
+    config_class, processor_class, video_class = (getattr(transformers, name) for name in names)
+    processor = processor_class(
         image_processor=Qwen2VLImageProcessor(**patching),
-        video_processor=Qwen2VLVideoProcessor(**patching),
+        video_processor=video_class(**patching),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
-    config = Qwen2_5_VLConfig(
-        text_config=text,
-        vision_config={**vision, "out_hidden_size": text["hidden_size"]},
-        **_qwen_vision_ids(tokenizer),
+    ids = tokenizer.convert_tokens_to_ids
+    config = config_class(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
         dtype="float32",
     )
     return config, processor
 
 
-def _qwen2_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
-    from transformers import Qwen2VLConfig, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
-
+def _qwen2_5_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
     vision = RECIPE["vision"]
-    patching = _patching(vision["patch_size"], RECIPE["min_pixels"])
-    processor = Qwen2VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**patching),
-        video_processor=Qwen2VLVideoProcessor(**patching),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
+    names = ("Qwen2_5_VLConfig", "Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor")
+    vision_config = {**vision, "out_hidden_size": text["hidden_size"]}
+    return _qwen_vl(names, tokenizer, text, vision_config, _patching(vision["patch_size"], RECIPE["min_pixels"]))
+
+
+def _qwen2_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
+    vision = RECIPE["vision"]
     vision_config = {
         "depth": vision["depth"],
         "embed_dim": vision["hidden_size"],
@@ -282,28 +282,13 @@ def _qwen2_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any
         "spatial_merge_size": vision["spatial_merge_size"],
         "temporal_patch_size": vision["temporal_patch_size"],
     }
-    config = Qwen2VLConfig(
-        text_config=text,
-        vision_config=vision_config,
-        **_qwen_vision_ids(tokenizer),
-        tie_word_embeddings=False,
-        dtype="float32",
-    )
-    return config, processor
+    names = ("Qwen2VLConfig", "Qwen2VLProcessor", "Qwen2VLVideoProcessor")
+    return _qwen_vl(names, tokenizer, text, vision_config, _patching(vision["patch_size"], RECIPE["min_pixels"]))
 
 
 def _qwen3_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any]:
-    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLProcessor, Qwen3VLVideoProcessor
-
     vision = RECIPE["vision"]
     patch = 16  # Qwen3-VL's patches are 16 px: 96x96 images make 9 image tokens, as 84x84 do for Qwen2.5-VL
-    patching = _patching(patch, (3 * patch * vision["spatial_merge_size"]) ** 2)
-    processor = Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(**patching),
-        video_processor=Qwen3VLVideoProcessor(**patching),
-        tokenizer=tokenizer,
-        chat_template=CHAT_TEMPLATE,
-    )
     rope = {**text["rope_parameters"], "mrope_interleaved": True}
     text_config = {**text, "rope_parameters": rope, "head_dim": text["hidden_size"] // text["num_attention_heads"]}
     vision_config = {
@@ -318,14 +303,9 @@ def _qwen3_vl(tokenizer: Qwen2Tokenizer, text: dict[str, Any]) -> tuple[Any, Any
         "num_position_embeddings": 64,
         "deepstack_visual_indexes": [0],
     }
-    config = Qwen3VLConfig(
-        text_config=text_config,
-        vision_config=vision_config,
-        **_qwen_vision_ids(tokenizer),
-        tie_word_embeddings=False,
-        dtype="float32",
-    )
-    return config, processor
+    names = ("Qwen3VLConfig", "Qwen3VLProcessor", "Qwen3VLVideoProcessor")
+    patching = _patching(patch, (3 * patch * vision["spatial_merge_size"]) ** 2)
+    return _qwen_vl(names, tokenizer, text_config, vision_config, patching)
 
 
 LLAVA_CHAT_TEMPLATE = (

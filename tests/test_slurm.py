@@ -90,6 +90,20 @@ def study_spec(tmp_path: Path) -> Path:
     return path
 
 
+def tiny_study(shapes: Path, clip: ClipSpec, tmp_path: Path, recipe: str) -> Path:
+    """A built set and a study on the tiny model that trains one recipe `r` on it, scored by logits, on CPU."""
+    from datasets_builders import BuildOptions, build
+
+    build("imagenet-vqa", BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=clip))
+    spec = tmp_path / "study.yaml"
+    spec.write_text(
+        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
+        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
+        f"eval: {{datasets: [imagenet_vqa_val], scoring: logits}}\nrecipes: {{r: {recipe}}}\n"
+    )
+    return spec
+
+
 def dependency(arguments: list[str]) -> list[str]:
     """The job ids an sbatch call waits for."""
     given = [arg.removeprefix("--dependency=afterok:") for arg in arguments if arg.startswith("--dependency=")]
@@ -261,17 +275,9 @@ def test_a_stage_runs_only_by_its_planned_name_and_after_its_dependencies(
 def test_on_a_real_cluster_a_cancelled_job_takes_its_dependants_along_and_the_next_launch_submits_the_rest(
     shapes: Path, offline_clip: ClipSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slurm_cluster: SlurmCluster
 ) -> None:
-    from datasets_builders import BuildOptions, build
     from forgetkit.scoring import score_run
 
-    build("imagenet-vqa", BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=offline_clip))
-    spec = tmp_path / "study.yaml"
-    spec.write_text(
-        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
-        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
-        "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
-        "recipes: {r: {steps: 4, save_steps: 2}}\n"
-    )
+    spec = tiny_study(shapes, offline_clip, tmp_path, "{steps: 4, save_steps: 2}")
     monkeypatch.chdir(tmp_path)
     launch(load_study(spec), tmp_path / "local")
     local = score_run(RunDir(tmp_path / "local"))
@@ -426,17 +432,9 @@ def test_on_a_real_cluster_a_training_warned_of_its_end_requeues_itself_and_resu
     shapes: Path, offline_clip: ClipSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slurm_cluster: SlurmCluster
 ) -> None:
     """The warning Slurm sends before a time limit (`--signal=B:USR1@...`), sent now with `scancel --signal`."""
-    from datasets_builders import BuildOptions, build
     from forgetkit.rundir import is_complete_checkpoint
 
-    build("imagenet-vqa", BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=offline_clip))
-    spec = tmp_path / "study.yaml"
-    spec.write_text(
-        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
-        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
-        "eval: {datasets: [imagenet_vqa_val], scoring: logits}\n"
-        "recipes: {r: {steps: 200, save_steps: 20}}\n"
-    )
+    spec = tiny_study(shapes, offline_clip, tmp_path, "{steps: 200, save_steps: 20}")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
     run = RunDir(tmp_path / "run")
