@@ -101,8 +101,11 @@ def render_train(
     logging_steps: int = 10,
     deepspeed: str | None = None,
     trust_remote_code: bool = False,
+    report_to: str | list[str] = "none",
+    run_name: str | None = None,
 ) -> str:
-    """LF training YAML; `deepspeed` is `z2`, `z3` (the ZeRO configs shipped in templates/) or a JSON path."""
+    """LF training YAML; `deepspeed` is `z2`, `z3` (the ZeRO configs shipped in templates/) or a JSON path;
+    `report_to` is LF's (none, or tracker names) and `run_name` the tracked run's name."""
     per_device, accumulation = hardware.split(recipe)
     return _render(
         "train.yaml.j2",
@@ -119,6 +122,8 @@ def render_train(
         additional_target=model.projector_modules() if recipe.projector_beside_lora else (),
         deepspeed=deepspeed_config(deepspeed) if deepspeed else None,
         trust_remote_code=trust_remote_code,
+        report_to=report_to,
+        run_name=run_name,
     )
 
 

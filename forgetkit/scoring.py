@@ -17,7 +17,7 @@ another dataset or order.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -328,11 +328,22 @@ def score_file(path: Path, matcher: str = "letter", skip_bad: bool = False, side
 def score_run(run: RunDir, matcher: str = AUTO, skip_bad: bool = False) -> dict[str, dict[str, dict]]:
     """{checkpoint: {dataset: score dict}} for every prediction file; saved as `scores.json`. The default
     scores each dataset by its own matcher: MLLM-CL test sets by their domain's, everything else by letter."""
-    files = run_predictions(run)
+    table = _scored(run_predictions(run), matcher, skip_bad)
+    atomic.write_json(run.scores_path, table)
+    return table
+
+
+def score_checkpoints(run: RunDir, checkpoints: Collection[str], matcher: str = AUTO) -> dict[str, dict[str, dict]]:
+    """`score_run`'s table of `checkpoints` alone, from the files they have; scores.json is left alone (what a
+    scheduler's job scores when its evaluation is done, while other jobs write predictions beside it)."""
+    files = [file for file in run.prediction_files() if file[0] in checkpoints]
+    return _scored(files, matcher, skip_bad=False)
+
+
+def _scored(files: list[tuple[str, str, Path]], matcher: str, skip_bad: bool) -> dict[str, dict[str, dict]]:
     table: dict[str, dict[str, dict]] = {}
     for checkpoint, dataset, path in files:
         table.setdefault(checkpoint, {})[dataset] = score_file(path, resolve(matcher, dataset), skip_bad).to_dict()
-    atomic.write_json(run.scores_path, table)
     return table
 
 

@@ -20,6 +20,7 @@ from forgetkit.presets import get_preset
 from forgetkit.protocol import MLLM_CL_TEST, MLLM_CL_TRAIN, QUADRANTS
 from forgetkit.recipes import CPU, Hardware, Method, Part, Recipe
 from forgetkit.render import DECODINGS, EVAL_BATCH_SIZE, GREEDY, LF_DEFAULTS, MAX_NEW_TOKENS, SEED, DataSpec
+from forgetkit.tracking import Tracker, trackers
 from forgetkit.train_config import mixing, resolve_recipe
 from forgetkit.yamlfile import load_yaml
 
@@ -37,6 +38,7 @@ SPEC_KEYS = {
     "recipes",
     "continual",
     "trust_remote_code",
+    "report_to",
 }
 HARDWARE_PRESETS = {"cpu": CPU, "gpu": Hardware()}
 
@@ -125,6 +127,9 @@ class Study:
     trust_remote_code: bool = False
     """Let every stage run the Python files the model names in its config (`auto_map`); off: only transformers'
     own model code runs, which is all Qwen2.5-VL and LLaVA need."""
+    report_to: tuple[Tracker, ...] = ()
+    """Where trainings log (LF's `report_to`: tensorboard, wandb offline, both; none by default), and where every
+    checkpoint's scores follow (`forgetkit.tracking`)."""
 
     def data_for(self, recipe: str) -> DataSpec:
         return self.recipe_data.get(recipe, self.data)
@@ -207,6 +212,7 @@ def load_study(path: Path) -> Study:
         continual=continual,
         recipe_data=recipe_data,
         trust_remote_code=checked(Flag, raw.get("trust_remote_code", False), f"{path}: trust_remote_code"),
+        report_to=trackers(raw.get("report_to", "none"), f"{path}: report_to"),
     )
 
 

@@ -20,12 +20,14 @@ from forgetkit.evals import eval_stages
 from forgetkit.models import ModelSpec, local_model_dir, resolve_model
 from forgetkit.recipes import Method, Recipe
 from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, is_complete_checkpoint, record_versions
-from forgetkit.scoring import score_run
+from forgetkit.scoring import score_checkpoints, score_run
 from forgetkit.slurm import restart_count
 from forgetkit.spec import Study, layout
 from forgetkit.stage_names import stage_name, stage_subject
 from forgetkit.stages.stage import Stage, base_identity, run_stage
 from forgetkit.stages.train import train_stage
+from forgetkit.tracking import log_scores
+from forgetkit.tracking import require as require_tracker
 
 DEFAULT_RUNS_DIR = Path("runs") / "out"
 
@@ -61,6 +63,7 @@ def launch(study: Study, run_dir: Path, dry_run: bool = False, only: str | None 
     if dry_run:
         return plan(study, run)
     check_data(study)
+    require_tracker(study.report_to)
     local_model_dir(resolve_model(study.model, study.template).path)  # a hub id is keyed by its cached commit
     if only is not None and int(os.environ.get("NODE_RANK") or 0) > 0:
         return _join_training(run, plan(study, run), only)
@@ -86,7 +89,9 @@ def _launch_all(study: Study, run: RunDir, steps: list[Stage]) -> dict:
         for step in _checkpoint_eval_stages(study, run, model, recipe_name, recipe, train):
             if not step.done:
                 _run_stage(study, run, step)
-    return score_run(run)
+    table = score_run(run)
+    log_scores(run, study.report_to, study.name, table)
+    return table
 
 
 def check_data(study: Study) -> None:
@@ -137,6 +142,9 @@ def _launch_one(study: Study, run: RunDir, steps: list[Stage], name: str) -> lis
     if not step.done:
         prepare(study, run)
         _run_stage(study, run, step)
+        if step.kind in ("evaluate", "vlmeval") and study.report_to:
+            table = score_checkpoints(run, {ZERO_SHOT, stage_subject(step.name)})
+            log_scores(run, study.report_to, study.name, table)
     return steps
 
 

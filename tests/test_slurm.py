@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from built_data import built
 from slurm_cluster import SlurmCluster
+from studies import tiny_study
 from typer.testing import CliRunner
 
 from forgetkit import slurm
@@ -88,20 +89,6 @@ def study_spec(tmp_path: Path) -> Path:
         "continual:\n  tasks: [t1, t2]\n  sequences: {inc: {strategy: inclora, steps: 2, save_steps: 2}}\n"
     )
     return path
-
-
-def tiny_study(shapes: Path, clip: ClipSpec, tmp_path: Path, recipe: str) -> Path:
-    """A built set and a study on the tiny model that trains one recipe `r` on it, scored by logits, on CPU."""
-    from datasets_builders import BuildOptions, build
-
-    build("imagenet-vqa", BuildOptions(shapes, tmp_path / "data", "val", shapes / "class_names.txt", clip=clip))
-    spec = tmp_path / "study.yaml"
-    spec.write_text(
-        "name: s\nmodel: tiny-qwen2.5-vl\nhardware: cpu\n"
-        "data: {dataset_dir: data, train: [imagenet_vqa_val], image_max_pixels: 4096, cutoff_len: 512}\n"
-        f"eval: {{datasets: [imagenet_vqa_val], scoring: logits}}\nrecipes: {{r: {recipe}}}\n"
-    )
-    return spec
 
 
 def dependency(arguments: list[str]) -> list[str]:

@@ -188,9 +188,11 @@ def score(
     Example: forgetkit score runs/out/demo/predictions/zero-shot/imagenet_vqa_val.jsonl --json
     """
     from forgetkit.matchers import AUTO, resolve
+    from forgetkit.report.inputs import launched_study
     from forgetkit.report.terminal import format_run
     from forgetkit.rundir import RunDir
     from forgetkit.scoring import score_file, score_run
+    from forgetkit.tracking import log_scores, tracking_dir
 
     if path.is_dir():
         if sidecar is not None:
@@ -198,6 +200,10 @@ def score(
         run = RunDir(path)
         table = score_run(run, matcher, skip_bad=skip_bad)
         typer.echo(json.dumps(table, indent=2) if as_json else format_run(run, table))
+        study = launched_study(run) if matcher == AUTO and not skip_bad else None
+        if study is not None and log_scores(run, study.report_to, study.name, table):
+            names = " and ".join(tracker.value for tracker in study.report_to)
+            typer.echo(f"logged the new scores to {names} in {tracking_dir(run)}", err=True)
         return
     chosen = resolve(matcher, path.stem) if matcher == AUTO else matcher
     result = score_file(path, chosen, skip_bad=skip_bad, sidecar=sidecar)

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from forgetkit import atomic
 from forgetkit.errors import ForgetkitError
-from forgetkit.stages.process import run_logged
+from forgetkit.stages.process import run_logged, subprocess_env
 
 TRAINER_LOG = "trainer_log.jsonl"
 
@@ -33,13 +33,27 @@ def command_line(command: str, config: Path) -> str:
     return f"llamafactory-cli {command} {config}"
 
 
-def run(command: str, config_text: str, config: Path, log: Path, output_dir: Path, desc: str) -> None:
+def run(
+    command: str,
+    config_text: str,
+    config: Path,
+    log: Path,
+    output_dir: Path,
+    desc: str,
+    env: dict[str, str] | None = None,
+) -> None:
     """Save `config_text` as `config`, then `llamafactory-cli COMMAND CONFIG` with its output in `log`
-    and a progress bar fed by LF's trainer log."""
+    and a progress bar fed by LF's trainer log; `env` is added to the tool's environment."""
     atomic.write_text(config, config_text)
     args = [cli_path(), command, str(config)]
     run_logged(
-        args, log, desc=desc, unit="step", watch=partial(_update, trainer_log=output_dir / TRAINER_LOG), failure=desc
+        args,
+        log,
+        desc=desc,
+        unit="step",
+        watch=partial(_update, trainer_log=output_dir / TRAINER_LOG),
+        failure=desc,
+        env=subprocess_env() | env if env else None,
     )
 
 

@@ -18,12 +18,14 @@ from forgetkit.built_data import data_identity
 from forgetkit.models import ModelSpec
 from forgetkit.recipes import Recipe
 from forgetkit.render import DataSpec, render_train
+from forgetkit.tracking import Tracking, lf_value
 
 
-def train(run: RunDir, stage: str, config_text: str, output_dir: Path) -> list[Path]:
-    """Train into `output_dir`; return the saved checkpoints in step order."""
+def train(run: RunDir, stage: str, config_text: str, output_dir: Path, tracking: Tracking) -> list[Path]:
+    """Train into `output_dir`, reporting where `tracking` says; return the saved checkpoints in step order."""
     drop_unresumable(output_dir)
-    llamafactory.run("train", config_text, run.config(stage), run.log(stage), output_dir, desc=stage)
+    env = tracking.training_env(run)
+    llamafactory.run("train", config_text, run.config(stage), run.log(stage), output_dir, desc=stage, env=env)
     return checkpoint_dirs(output_dir)
 
 
@@ -51,10 +53,12 @@ def train_stage(
     after: tuple[str, ...] = (),
 ) -> Stage:
     """`llamafactory-cli train` of `model` (whose identity is `source`) into `checkpoints/<label>`; a rerun resumes
-    from LF's last checkpoint."""
+    from LF's last checkpoint. Where it reports (`study.report_to`) is no part of its identity: turning tracking
+    on or off retrains nothing."""
     output_dir = run.checkpoints(label)
     logging_steps = min(10, max(1, recipe.steps // 10)) if recipe.steps is not None else 10
-    text = render_train(
+    render = partial(
+        render_train,
         model,
         recipe,
         data,
@@ -66,12 +70,13 @@ def train_stage(
         trust_remote_code=study.trust_remote_code,
     )
     stage = stage_name("train", label)
-    digest = identity(text, source, *(data_identity(data.dataset_dir, name) for name in data.train))
+    digest = identity(render(), source, *(data_identity(data.dataset_dir, name) for name in data.train))
+    text = render(report_to=lf_value(study.report_to), run_name=label) if study.report_to else render()
     return Stage(
         stage,
         llamafactory.command_line("train", run.config(stage)),
         digest,
         run.is_done(stage, digest),
-        partial(train, run, stage, text, output_dir),
+        partial(train, run, stage, text, output_dir, Tracking(study.report_to, study.name, label, digest)),
         after=after,
     )
