@@ -168,9 +168,7 @@ class RunDir:
         entry |= {"command": command} if command else {}
         entry |= {"reason": reason} if reason else {}
         entry |= {"requeued": requeued} if requeued else {}
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".state.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with waiting_lock(self.root / ".state.lock"):
             state = self.read_state()
             state[stage] = entry
             atomic.write_json(self.state_path, state)
@@ -189,6 +187,15 @@ def record_versions(run: RunDir) -> dict[str, str | None]:
             versions[package] = None
     atomic.write_json(run.root / "versions.json", versions)
     return versions
+
+
+@contextmanager
+def waiting_lock(path: Path) -> Iterator[None]:
+    """An exclusive `flock` on the file `path`, waiting for it: processes updating one shared file take turns."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @contextmanager

@@ -11,12 +11,10 @@ is recorded in `tracking/logged.json`, so a rescore logs only what changed.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -27,7 +25,7 @@ from forgetkit.errors import ForgetkitError
 from forgetkit.jsonfile import read_json
 from forgetkit.knobs import shown
 from forgetkit.report.terminal import quadrant_means
-from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs
+from forgetkit.rundir import ZERO_SHOT, RunDir, checkpoint_dirs, waiting_lock
 from forgetkit.stage_names import stage_kind, stage_subject
 
 
@@ -109,7 +107,7 @@ class Tracking:
         if Tracker.wandb in self.report_to:
             tracking_dir(run).mkdir(parents=True, exist_ok=True)
             env |= {
-                "WANDB_MODE": os.environ.get("WANDB_MODE", "offline"),
+                "WANDB_MODE": _wandb_mode(),
                 "WANDB_DIR": str(tracking_dir(run)),
                 "WANDB_PROJECT": self.project,
                 "WANDB_RUN_ID": run_id(run, self.digest),
@@ -141,15 +139,15 @@ def score_points(
         return values
 
     points: dict[str, Points] = {}
+    zero_shot = metrics(ZERO_SHOT) if ZERO_SHOT in table else None
     for checkpoint in table:
         label, _, name = checkpoint.rpartition("/checkpoint-")
         if label in trainings and name.isdigit():
             points.setdefault(label, {})[int(name)] = metrics(checkpoint)
-            if ZERO_SHOT in table:
-                points[label][0] = metrics(ZERO_SHOT)
-        elif checkpoint in trainings and checkpoint_dirs(trainings[checkpoint]):
-            last = checkpoint_dirs(trainings[checkpoint])[-1]
-            points.setdefault(checkpoint, {})[int(last.name.removeprefix("checkpoint-"))] = metrics(checkpoint)
+            if zero_shot is not None:
+                points[label][0] = zero_shot
+        elif checkpoint in trainings and (saved := checkpoint_dirs(trainings[checkpoint])):
+            points.setdefault(checkpoint, {})[int(saved[-1].name.removeprefix("checkpoint-"))] = metrics(checkpoint)
     return points
 
 
@@ -172,7 +170,7 @@ def log_scores(
     folders = {label: run.checkpoints(label) for label in trainings}
     points = score_points(table, run.quadrants(), folders)
     count = 0
-    with _locked(tracking_dir(run)):
+    with waiting_lock(tracking_dir(run) / ".lock"):
         logged_path = tracking_dir(run) / "logged.json"
         logged = read_json(logged_path, dict, "delete it to log every score again") if logged_path.is_file() else {}
         for label, by_step in points.items():
@@ -210,10 +208,15 @@ def _write_wandb(run: RunDir, project: str, label: str, digest: str, points: Poi
     import wandb
 
     settings = wandb.Settings(silent=True)
-    mode = os.environ.get("WANDB_MODE", "offline")
     folder = str(tracking_dir(run))
     with wandb.init(
-        dir=folder, project=project, id=run_id(run, digest), name=label, resume="allow", mode=mode, settings=settings
+        dir=folder,
+        project=project,
+        id=run_id(run, digest),
+        name=label,
+        resume="allow",
+        mode=_wandb_mode(),
+        settings=settings,
     ) as tracked:
         tracked.define_metric(STEP)
         tracked.define_metric(f"{SCORES}/*", step_metric=STEP)
@@ -221,12 +224,9 @@ def _write_wandb(run: RunDir, project: str, label: str, digest: str, points: Poi
             tracked.log({STEP: step, **values})
 
 
+def _wandb_mode() -> str:
+    """Offline, unless the user chose a mode (`WANDB_MODE=online`)."""
+    return os.environ.get("WANDB_MODE", "offline")
+
+
 _WRITERS = {Tracker.tensorboard: _write_tensorboard, Tracker.wandb: _write_wandb}
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield

@@ -70,8 +70,9 @@ def train_stage(
         trust_remote_code=study.trust_remote_code,
     )
     stage = stage_name("train", label)
-    digest = identity(render(), source, *(data_identity(data.dataset_dir, name) for name in data.train))
-    text = render(report_to=lf_value(study.report_to), run_name=label) if study.report_to else render()
+    untracked = render()
+    digest = identity(untracked, source, *(data_identity(data.dataset_dir, name) for name in data.train))
+    text = render(report_to=lf_value(study.report_to), run_name=label) if study.report_to else untracked
     return Stage(
         stage,
         llamafactory.command_line("train", run.config(stage)),
