@@ -5,6 +5,7 @@ Minutes on CPU: every checkpoint and prediction here comes from `llamafactory-cl
 """
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -13,12 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from slurm_cluster import SlurmCluster
+from typer.testing import CliRunner
 
+from forgetkit import slurm
+from forgetkit.cli import app
 from forgetkit.demo import run_demo
 from forgetkit.report import build_report
-from forgetkit.rundir import RunDir
-from forgetkit.scoring import score_file
+from forgetkit.rundir import RunDir, stage_slug
+from forgetkit.scoring import score_file, score_run
 from forgetkit.spec import load_study
+from forgetkit.stage_names import stage_subject
 from forgetkit.stages.export import merge_changed_weights
 from forgetkit.study import launch
 from forgetkit.tiny_model import tiny_model_dir
@@ -203,3 +209,39 @@ def test_a_rerun_of_a_finished_study_runs_nothing(demo: tuple[Path, dict, dict])
     logs = {p: p.stat().st_mtime_ns for p in (run.root / "logs").iterdir()}
     assert launch(load_study(workdir / "demo.yaml"), run.root) == table
     assert {p: p.stat().st_mtime_ns for p in (run.root / "logs").iterdir()} == logs
+
+
+def test_last_the_inclora_sequence_and_a_vlmeval_rerun_on_a_real_slurm_cluster_give_the_local_scores(
+    demo: tuple[Path, dict, dict], slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Last in the module: it undoes part of the run. Every kind of stage (LoRA training, merge export,
+    evaluate, probe, VLMEvalKit), forgotten with its outputs, redone as Slurm jobs."""
+    workdir, table, _ = demo
+    run = RunDir(workdir / "run")
+    steps = launch(load_study(workdir / "demo.yaml"), run.root, dry_run=True)
+    undone = [step for step in steps if stage_subject(step.name).startswith("inclora/")]
+    undone += [step for step in steps if step.name == "vlmeval llm-lora/checkpoint-30"]
+    assert {step.kind for step in undone} == {"train", "export", "evaluate", "probe", "vlmeval"}
+    state = run.read_state()
+    for name in (name for step in undone for name in (step.name, *step.parts)):
+        del state[name]
+    run.state_path.write_text(json.dumps(state))
+    for path in (run.checkpoints("inclora"), run.root / "predictions" / "inclora", run.root / "probes" / "inclora"):
+        shutil.rmtree(path)
+    run.predictions("llm-lora/checkpoint-30", "vlmeval:MMMU_DEV_VAL_tiny").unlink()
+    logged = [step.name for step in undone if run.log(step.name).is_file()]  # a probe runs in process, unlogged
+    for name in logged:
+        run.log(name).unlink()
+
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    args = ["launch", str(workdir / "demo.yaml"), "--run-dir", str(run.root), "--backend", "slurm"]
+    submitted = CliRunner().invoke(app, args)
+    assert submitted.exit_code == 0, submitted.output
+    jobs = json.loads(slurm.jobs_path(run.root).read_text())
+    assert set(jobs) == {step.name for step in undone}, "exactly the stages not done"
+    slurm_cluster.wait_empty()
+    assert {entry["status"] for entry in run.read_state().values()} == {"done"}
+    assert all(run.log(name).is_file() for name in logged)
+    for step in undone:
+        assert (run.root / "logs" / f"slurm-{stage_slug(step.name)}-{jobs[step.name]['job_id']}.out").is_file()
+    assert score_run(run) == table, "the same scores as the local backend"
