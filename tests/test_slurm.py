@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -438,6 +439,7 @@ def test_on_a_real_cluster_a_training_warned_of_its_end_requeues_itself_and_resu
     state = ("squeue", "--noheader", "--format=%T %r", f"--jobs={job_id}")
     slurm_cluster._wait("requeued job", lambda: slurm_cluster.client(*state).startswith("PENDING"), timeout=120)
     assert slurm_cluster.client(*state).split() == ["PENDING", "BeginTime"], "Slurm holds a requeued job a while"
+    time.sleep(2)  # slurmd refuses ("already killed") a job restarted within the second its last run was killed in
     slurm_cluster.client("scontrol", "update", f"JobId={job_id}", "StartTime=now")
     slurm_cluster.wait_empty()
 
